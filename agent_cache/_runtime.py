@@ -1,0 +1,175 @@
+"""`Runtime`: the home of the global-scope caches, and how a tool finds it.
+
+A tool call finds its runtime in a context variable: the one an enclosing
+``async with Runtime()`` set, else the event loop's implicit runtime (made on
+first use, hosted in a system task, closed when the loop shuts down). State
+lives per runtime, never in module globals, so an asyncio test and a trio test
+never share an actor.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import final
+
+from anyio.lowlevel import RunVar
+
+from ._errors import RuntimeClosedError
+from ._metrics import hub
+from .actors.counters import CacheCounters
+from .actors.resource_cache import ResourceCache, Table
+from .runtime import ActorRef, ActorSystem, RestartIntensity
+
+__all__ = ["Runtime", "current_runtime"]
+
+logger = logging.getLogger("agent_cache")
+
+_current: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+    "agent_cache_runtime", default=None
+)
+_implicit: RunVar[Runtime] = RunVar("agent_cache_implicit_runtime")
+
+
+@final
+class Runtime:
+    """Hosts the cache actors of the global scope for one event loop.
+
+    Optional: with no runtime around them, decorated tools use an implicit one
+    that lives as long as the event loop. Use ``async with Runtime():`` for a
+    structured lifetime (leaving the block stops every actor and drops every
+    global entry), for isolation between tests, or to set a clock.
+
+    Args:
+        clock: seconds as a float, for TTLs and restart intensity. Defaults to
+            `time.monotonic` (cheapest). Pass ``anyio.current_time`` to follow
+            a virtual test clock such as trio's ``MockClock``.
+        restart_intensity: ``(max_restarts, within_seconds)`` for the actors'
+            supervisor; past it the caches stop and tools run uncached.
+
+    Raises:
+        TypeError: ``clock`` is not callable.
+        ValueError: ``restart_intensity`` is out of range.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] | None = None,
+        restart_intensity: tuple[int, float] = (3, 5.0),
+    ) -> None:
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, not {clock!r}")
+        max_restarts, within = restart_intensity
+        self.clock: Callable[[], float] = clock or time.monotonic
+        self.closed = False
+        self.implicit = False
+        #: tool id -> table, read by the hit fast path (written by actors only)
+        self.tables: dict[int, Table] = {}
+        self._system = ActorSystem(
+            "agent_cache",
+            clock=self.clock,
+            intensity=RestartIntensity(max_restarts, within),
+        )
+        self._caches: dict[str, ActorRef[ResourceCache]] = {}
+        self._counters: dict[str, CacheCounters] = {}
+        self._token: contextvars.Token[Runtime | None] | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<agent_cache.Runtime {state} resources={sorted(self._caches)}>"
+
+    async def __aenter__(self) -> Runtime:
+        await self._system.__aenter__()
+        self._token = _current.set(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:  # exited in another context (an async fixture)
+                _current.set(None)
+            self._token = None
+        self._close()
+        return await self._system.__aexit__(exc_type, exc, tb)
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._system.shutdown("runtime closed")
+        self.tables.clear()
+        for counters in self._counters.values():
+            hub.retire(counters)
+
+    def counters(self, resource: str) -> CacheCounters:
+        """This runtime's counters for ``resource`` (made on first use)."""
+        counters = self._counters.get(resource)
+        if counters is None:
+            counters = self._counters[resource] = CacheCounters()
+            hub.register(resource, counters)
+        return counters
+
+    def cache(self, resource: str) -> ActorRef[ResourceCache]:
+        """The cache actor of ``resource``, started on first use.
+
+        Raises:
+            ActorStoppedError: the supervisor gave up (restart intensity exceeded).
+        """
+        ref = self._caches.get(resource)
+        if ref is None or ref.stopped is not None:
+            counters = self.counters(resource)
+            tables, clock = self.tables, self.clock
+            ref = self._system.spawn(
+                lambda: ResourceCache(resource, tables, counters, clock),
+                name=f"cache:{resource}",
+            )
+            self._caches[resource] = ref
+        return ref
+
+    def existing_cache(self, resource: str) -> ActorRef[ResourceCache] | None:
+        """The cache actor of ``resource`` if one was started, else None."""
+        return self._caches.get(resource)
+
+    def statistics(self, resource: str) -> dict[str, float]:
+        """This runtime's metrics for one resource (same keys as `get_metrics`)."""
+        from ._metrics import as_report
+
+        return as_report(self.counters(resource), 0)
+
+
+def current_runtime() -> Runtime:
+    """The runtime of the calling task: an entered `Runtime`, else the implicit one.
+
+    Raises:
+        RuntimeClosedError: the calling task's context holds a runtime whose
+            ``async with`` block has ended.
+    """
+    rt = _current.get()
+    if rt is not None:
+        if not rt.closed:
+            return rt
+        if not rt.implicit:
+            raise RuntimeClosedError(
+                "this task runs in the context of an agent_cache.Runtime whose "
+                "'async with' block has ended; start the task inside the block"
+            )
+    rt = _implicit.get(None)
+    if rt is None or rt.closed:
+        rt = Runtime()
+        rt.implicit = True
+        rt._system.start_background(on_exit=rt._close)
+        _implicit.set(rt)
+    # Remember it in this task's context: a RunVar lookup costs ~0.5 us, a
+    # ContextVar read ~0.03 us, and the hit path pays this on every call.
+    _current.set(rt)
+    return rt

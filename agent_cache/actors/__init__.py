@@ -1,0 +1,1 @@
+"""The concrete actors of agent_cache. Internal."""
