@@ -103,6 +103,12 @@ def _check_ttl(ttl: object, who: str) -> float | None:
     return float(ttl)
 
 
+def display_name(func: object) -> str:
+    """The tool's name for messages: its qualname without the ``<locals>`` path."""
+    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+    return str(name).rpartition("<locals>.")[2]
+
+
 def _check_async(func: object, who: str) -> None:
     if not callable(func):
         raise TypeError(f"{who} decorates async functions, not {func!r}")
@@ -164,8 +170,11 @@ class AgentCache:
 
     def __call__(self, func: Callable[P, Awaitable[T]]) -> CachedTool[P, T]:
         _check_async(func, "AgentCache")
-        name = getattr(func, "__qualname__", getattr(func, "__name__", repr(func)))
-        keys = KeyMaker(func, self.skip_args, name)
+        name = display_name(func)
+        try:
+            keys = KeyMaker(func, self.skip_args, name)
+        except ValueError as exc:
+            raise ValueError(f"AgentCache: {exc}") from None
         spec = TableSpec(next_tool_id(), name, self.ttl, self.maxsize)
         tool = ToolDef(spec, keys, self.resource, self.scope)
         register(tool)
