@@ -12,19 +12,27 @@ from ._decorators import AgentCacheInvalidator as AgentCacheInvalidator
 from ._decorators import Args as Args
 from ._decorators import CachedTool as CachedTool
 from ._decorators import InvalidatorTool as InvalidatorTool
+from ._errors import AgentLoopDetectedError as AgentLoopDetectedError
 from ._errors import RuntimeClosedError as RuntimeClosedError
 from ._metrics import get_metrics as get_metrics
 from ._metrics import reset_metrics as reset_metrics
 from ._runtime import Runtime as Runtime
+from ._session import AgentCacheSession as AgentCacheSession
+from .actors.loop_detector import LoopEvent as LoopEvent
+from .actors.session import TraceEntry as TraceEntry
 
 __all__ = [
     "AgentCache",
     "AgentCacheInvalidator",
+    "AgentCacheSession",
+    "AgentLoopDetectedError",
     "Args",
     "CachedTool",
     "InvalidatorTool",
+    "LoopEvent",
     "Runtime",
     "RuntimeClosedError",
+    "TraceEntry",
     "get_metrics",
     "reset_metrics",
 ]

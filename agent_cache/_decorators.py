@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar, cast, final
 
 import anyio
 
+from ._caches import CacheHost
 from ._keys import KeyMaker
 from ._loading import load_through
 from ._runtime import _current, current_runtime
+from ._session import AgentCacheSession, active_session, call_in_session
 from ._tools import ToolDef, next_tool_id, register, tools_of
+from .actors.loop_detector import ToolSite
 from .actors.resource_cache import Invalidate, TableSpec
 
 __all__ = ["AgentCache", "AgentCacheInvalidator", "Args", "CachedTool", "InvalidatorTool"]
+
+logger = logging.getLogger("agent_cache")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -176,7 +182,9 @@ class AgentCache:
         except ValueError as exc:
             raise ValueError(f"AgentCache: {exc}") from None
         spec = TableSpec(next_tool_id(), name, self.ttl, self.maxsize)
-        tool = ToolDef(spec, keys, self.resource, self.scope)
+        qualname = getattr(func, "__qualname__", name)
+        site = ToolSite(spec.tool_id, name, qualname, reads=(self.resource,))
+        tool = ToolDef(spec, keys, self.resource, self.scope, site)
         register(tool)
         if self.scope == "session":
             wrapper = _session_scoped(func, tool)
@@ -203,13 +211,18 @@ def _global_scoped(
     skip = keys.skip
     bind = keys.bind
     has_ttl = spec.ttl is not None
+    site = tool.site
     get_runtime = _current.get
+    get_session = active_session.get
 
     async def agent_cache_tool(*args: Any, **kwargs: Any) -> Any:
         if not kwargs and len(args) == fast_arity:
             key: Hashable = args[skip:] if skip else args
         else:
             key = bind(*args, **kwargs)
+        session = get_session()
+        if session is not None:
+            return await call_in_session(session, tool, site, func, key, args, kwargs)
         rt = get_runtime()
         if rt is None or rt.closed:
             rt = current_runtime()
@@ -226,9 +239,7 @@ def _global_scoped(
                 return entry.value
         else:
             key = keys.hashable(key, args, kwargs)  # type: ignore[arg-type]
-        return await load_through(
-            rt.cache(resource), rt.counters(resource), spec, key, func, args, kwargs
-        )
+        return await load_through(rt.host, resource, spec, key, func, args, kwargs)
 
     return agent_cache_tool
 
@@ -236,9 +247,17 @@ def _global_scoped(
 def _session_scoped(
     func: Callable[..., Awaitable[Any]], tool: ToolDef
 ) -> Callable[..., Coroutine[Any, Any, Any]]:
+    keys = tool.keys
+    site = tool.site
+    get_session = active_session.get
+
     async def agent_cache_tool(*args: Any, **kwargs: Any) -> Any:
-        # Outside any session a session-scoped tool just runs.
-        return await func(*args, **kwargs)
+        session = get_session()
+        if session is None:
+            # Outside any session a session-scoped tool just runs.
+            return await func(*args, **kwargs)
+        key = keys.bind(*args, **kwargs)
+        return await call_in_session(session, tool, site, func, key, args, kwargs)
 
     return agent_cache_tool
 
@@ -319,17 +338,26 @@ class AgentCacheInvalidator:
     def __call__(self, func: Callable[P, Awaitable[T]]) -> InvalidatorTool[P, T]:
         _check_async(func, "AgentCacheInvalidator")
         resources, scope, key_fn = self.resources, self.scope, self.key_fn
+        name = display_name(func)
+        keys = KeyMaker(func, 0, name)
+        qualname = getattr(func, "__qualname__", name)
+        site = ToolSite(next_tool_id(), name, qualname, writes=resources)
 
         async def agent_cache_invalidator(*args: Any, **kwargs: Any) -> Any:
+            session = active_session.get()
+            if session is not None:
+                key = keys(args, kwargs)
+                if await session._record_call(site, key) == "short_circuit":
+                    return None  # a looping write is not run again
             plans = {r: _plan(r, scope, key_fn, args, kwargs) for r in resources}
-            await _invalidate(scope, plans, count=False)
+            await _invalidate(scope, session, plans, count=False)
             try:
                 return await func(*args, **kwargs)
             finally:
                 # Again after the write, even when it failed or was cancelled:
                 # loads that ran during it may have read the old data.
                 with anyio.CancelScope(shield=True):
-                    await _invalidate(scope, plans, count=True)
+                    await _invalidate(scope, session, plans, count=True)
 
         functools.update_wrapper(agent_cache_invalidator, func)
         wrapper: Any = agent_cache_invalidator
@@ -374,13 +402,33 @@ def _plan(
     return Invalidate(keys, frozenset(whole))
 
 
-async def _invalidate(scope: Scope, plans: dict[str, Invalidate], *, count: bool) -> None:
-    if scope == "global":
-        rt = current_runtime()
-        for resource, plan in plans.items():
-            if count:
-                rt.counters(resource).invalidations += 1
-            ref = rt.existing_cache(resource)
-            if ref is not None and ref.stopped is None:
+async def _invalidate(
+    scope: Scope, session: AgentCacheSession | None, plans: dict[str, Invalidate], *, count: bool
+) -> None:
+    """Apply ``plans`` to every cache the write reaches (see the scope argument
+    of `AgentCacheInvalidator`). ``count``: this is the call's final pass."""
+    if scope == "session":
+        own = session.open_host if session is not None else None
+        if own is None:
+            return  # a session-scoped write outside any session has nothing to drop
+        primary = own
+        reached: Callable[[str], list[CacheHost]] = lambda resource: [own]
+    else:
+        rt = (session.runtime if session is not None else None) or current_runtime()
+        primary = rt.host
+        reached = lambda resource: [rt.host, *rt.session_hosts.get(resource, ())]
+    for resource, plan in plans.items():
+        if count:
+            primary.counters(resource).invalidations += 1
+            if session is not None:
+                session.counters.invalidations += 1
+        for host in reached(resource):
+            ref = host.existing(resource)
+            if ref is None:
+                continue
+            try:
                 await ref.ask(plan)
-
+            except Exception:
+                # The cache crashed on it and restarted empty (or stopped, its
+                # tables unpublished): nothing stale is left to serve.
+                logger.exception("agent_cache: invalidating %r failed", resource)

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
+from ._caches import CacheHost
 from .actors.counters import CacheCounters
 from .actors.resource_cache import (
     DONE,
@@ -44,28 +45,41 @@ def tell_quietly(ref: ActorRef[ResourceCache], message: Message) -> None:
 
 
 async def load_through(
-    ref: ActorRef[ResourceCache] | None,
-    counters: CacheCounters,
+    host: CacheHost,
+    resource: str,
     spec: TableSpec,
     key: Hashable,
     func: Callable[..., Awaitable[T]],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    session_counters: CacheCounters | None = None,
 ) -> T:
-    """Serve one call through the cache actor ``ref``.
+    """Serve one call through ``host``'s cache actor of ``resource``.
 
-    ``ref`` None, or an actor that has stopped for good, means the cache is
-    out of service: the tool runs uncached (counted as a miss and logged), as
-    DESIGN.md invariant 9 asks of every optional part.
+    A cache that is out of service never fails the call: the tool runs
+    uncached (counted as a miss and logged), as DESIGN.md invariant 9 asks of
+    every optional part. ``session_counters``, when given, counts the call as
+    well (a session's own figures).
     """
     try:
-        if ref is None:
-            raise ActorStoppedError(f"cache:{spec.name}", "not started")
+        ref = host.cache(resource)
         reply = await ref.ask(Lookup(spec, key))
-    except ActorStoppedError as exc:
-        counters.misses += 1
-        logger.warning("agent_cache: %s runs uncached: %s", spec.name, exc)
+    except Exception as exc:
+        # The cache is out of service (its supervisor gave up), or crashed on
+        # this very lookup (it restarts empty): serve the call from the tool.
+        host.counters(resource).misses += 1
+        if session_counters is not None:
+            session_counters.misses += 1
+        logger.warning("agent_cache: %s runs uncached: %r", spec.name, exc)
         return await func(*args, **kwargs)
+    if session_counters is not None:
+        kind = type(reply)
+        if kind is Hit:
+            session_counters.hits += 1
+        elif kind is Lead:
+            session_counters.misses += 1
+        else:
+            session_counters.coalesced += 1
     while True:
         if type(reply) is Hit:
             return reply.value  # type: ignore[no-any-return]
@@ -84,7 +98,7 @@ async def load_through(
         # waiters leads the next load, the others join it (invariant 3).
         try:
             reply = await ref.ask(Lookup(spec, key, retry=True))
-        except ActorStoppedError:
+        except Exception:
             return await func(*args, **kwargs)
 
 
@@ -109,8 +123,8 @@ async def _lead(
         raise
     try:
         await ref.ask(Complete(spec, flight, value))
-    except ActorStoppedError:
-        pass
+    except Exception:
+        pass  # stopped, or crashed and restarted empty: nothing to store into
     finally:
         # Even if the Complete could not be delivered, the waiters get the value.
         flight.resolve(value)

@@ -19,10 +19,9 @@ from typing import final
 from anyio.lowlevel import RunVar
 
 from ._errors import RuntimeClosedError
-from ._metrics import hub
-from .actors.counters import CacheCounters
-from .actors.resource_cache import ResourceCache, Table
-from .runtime import ActorRef, ActorSystem, RestartIntensity
+from ._caches import CacheHost
+from ._metrics import as_report
+from .runtime import ActorSystem, RestartIntensity
 
 __all__ = ["Runtime", "current_runtime"]
 
@@ -67,23 +66,25 @@ class Runtime:
         self.clock: Callable[[], float] = clock or time.monotonic
         self.closed = False
         self.implicit = False
-        #: tool id -> table, read by the hit fast path (written by actors only)
-        self.tables: dict[int, Table] = {}
-        self._system = ActorSystem(
+        self.system = ActorSystem(
             "agent_cache",
             clock=self.clock,
             intensity=RestartIntensity(max_restarts, within),
         )
-        self._caches: dict[str, ActorRef[ResourceCache]] = {}
-        self._counters: dict[str, CacheCounters] = {}
+        #: the global-scope caches
+        self.host = CacheHost("cache", self.system.root, self.clock)
+        #: tool id -> table of the global scope, read by the hit fast path
+        self.tables = self.host.tables
+        #: resource -> the open sessions' hosts with a cache of it (for global writes)
+        self.session_hosts: dict[str, set[CacheHost]] = {}
         self._token: contextvars.Token[Runtime | None] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
-        return f"<agent_cache.Runtime {state} resources={sorted(self._caches)}>"
+        return f"<agent_cache.Runtime {state} resources={sorted(self.host.resources)}>"
 
     async def __aenter__(self) -> Runtime:
-        await self._system.__aenter__()
+        await self.system.__aenter__()
         self._token = _current.set(self)
         return self
 
@@ -100,51 +101,19 @@ class Runtime:
                 _current.set(None)
             self._token = None
         self._close()
-        return await self._system.__aexit__(exc_type, exc, tb)
+        return await self.system.__aexit__(exc_type, exc, tb)
 
     def _close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        self._system.shutdown("runtime closed")
-        self.tables.clear()
-        for counters in self._counters.values():
-            hub.retire(counters)
-
-    def counters(self, resource: str) -> CacheCounters:
-        """This runtime's counters for ``resource`` (made on first use)."""
-        counters = self._counters.get(resource)
-        if counters is None:
-            counters = self._counters[resource] = CacheCounters()
-            hub.register(resource, counters)
-        return counters
-
-    def cache(self, resource: str) -> ActorRef[ResourceCache]:
-        """The cache actor of ``resource``, started on first use.
-
-        Raises:
-            ActorStoppedError: the supervisor gave up (restart intensity exceeded).
-        """
-        ref = self._caches.get(resource)
-        if ref is None or ref.stopped is not None:
-            counters = self.counters(resource)
-            tables, clock = self.tables, self.clock
-            ref = self._system.spawn(
-                lambda: ResourceCache(resource, tables, counters, clock),
-                name=f"cache:{resource}",
-            )
-            self._caches[resource] = ref
-        return ref
-
-    def existing_cache(self, resource: str) -> ActorRef[ResourceCache] | None:
-        """The cache actor of ``resource`` if one was started, else None."""
-        return self._caches.get(resource)
+        self.system.shutdown("runtime closed")
+        self.host.close()
 
     def statistics(self, resource: str) -> dict[str, float]:
-        """This runtime's metrics for one resource (same keys as `get_metrics`)."""
-        from ._metrics import as_report
-
-        return as_report(self.counters(resource), 0)
+        """This runtime's global-scope metrics for one resource (keys as in
+        `agent_cache.get_metrics`)."""
+        return as_report(self.host.counters(resource), 0)
 
 
 def current_runtime() -> Runtime:
@@ -167,7 +136,7 @@ def current_runtime() -> Runtime:
     if rt is None or rt.closed:
         rt = Runtime()
         rt.implicit = True
-        rt._system.start_background(on_exit=rt._close)
+        rt.system.start_background(on_exit=rt._close)
         _implicit.set(rt)
     # Remember it in this task's context: a RunVar lookup costs ~0.5 us, a
     # ContextVar read ~0.03 us, and the hit path pays this on every call.

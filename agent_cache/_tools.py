@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import final
 
 from ._keys import KeyMaker
+from .actors.loop_detector import ToolSite
 from .actors.resource_cache import TableSpec
 
 __all__ = ["ToolDef", "next_tool_id", "register", "tools_of"]
@@ -34,6 +35,7 @@ class ToolDef:
     keys: KeyMaker
     resource: str
     scope: str
+    site: ToolSite
 
 
 def next_tool_id() -> int:

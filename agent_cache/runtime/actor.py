@@ -8,8 +8,8 @@ other message can interleave with it, and slow work (I/O, the user's tool) runs
 elsewhere and reports back as a message, as in an OTP gen_server.
 
 Each actor lives in an `ActorCell`: the current behaviour instance, a mailbox
-(an anyio memory object stream) and a loop task that receives from it. Two ways
-in:
+(an anyio memory object stream) and a loop task that receives from it, started
+when the first message is queued. Two ways in:
 
 * ``tell`` enqueues and returns; the loop task delivers it later. A handler
   error from a tell goes to the supervisor only.
@@ -39,6 +39,7 @@ turn it into a compensating message (see `Request`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -134,6 +135,7 @@ class ActorCell(Generic[A]):
         "actor",
         "busy",
         "crashes",
+        "loop_started",
         "mailbox",
         "name",
         "stopped",
@@ -155,6 +157,7 @@ class ActorCell(Generic[A]):
         self.mailbox: Mailbox[tuple[Message, _Reply | None]] = Mailbox(mailbox_size)
         self.busy = False
         self.crashes = 0
+        self.loop_started = False
         # None while running; the reason once stopped.
         self.stopped: str | None = None
 
@@ -191,13 +194,25 @@ class ActorCell(Generic[A]):
             self.mailbox.put_nowait((message, reply))
         except anyio.WouldBlock:
             raise MailboxFullError(self.name, int(self.mailbox.capacity)) from None
+        self.ensure_loop()
+
+    def ensure_loop(self) -> None:
+        """Start the actor loop if it is not running yet.
+
+        Loops start on the first queued message, not at spawn: most messages
+        take the inline path and never queue, so most actors never need a
+        task at all (thousands of sessions cost no idle tasks), and a loop
+        task can never be cancelled before its first step at shutdown
+        unless it had work.
+        """
+        if not self.loop_started:
+            self.loop_started = True
+            self.supervisor.system._start(self)  # type: ignore[arg-type]
 
     def tell_nowait(self, message: Message) -> None:
         if not self.busy and not self.mailbox.pending and self.stopped is None:
-            try:
+            with contextlib.suppress(Exception):  # a crash: invoke told the supervisor
                 self.invoke(message)
-            except Exception:
-                pass  # a crash: reported to the supervisor by invoke
         else:
             self.enqueue(message, None)
 
@@ -217,6 +232,13 @@ class ActorCell(Generic[A]):
             try:
                 message, reply = await self.mailbox.get()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            if self.stopped is not None:
+                # The mailbox handed this message straight to our parked `get`
+                # and `stop` ran before we resumed, so its drain missed it. Treat
+                # it as queued at the stop: never run a handler after `on_stop`.
+                if reply is not None:
+                    reply.fail(ActorStoppedError(self.name, self.stopped))
                 return
             self._deliver(message, reply)
 
@@ -257,7 +279,10 @@ class ActorRef(Generic[A]):
         """``None`` while the actor runs; the reason once it has stopped."""
         return self._cell.stopped
 
-    async def ask(self, request: Request[R], *, timeout: float | None = None) -> R:
+    # The timeout is the request's, not only a cancel scope of the caller's: a
+    # fast-path ask ignores it (it never waits), a queued one abandons the
+    # request when it fires. Hence a parameter, against ASYNC109.
+    async def ask(self, request: Request[R], *, timeout: float | None = None) -> R:  # noqa: ASYNC109
         """Send ``request`` and return the actor's reply.
 
         Runs the handler at once in the calling task when the actor is idle and
@@ -275,7 +300,7 @@ class ActorRef(Generic[A]):
             return cell.invoke(request)  # type: ignore[return-value]
         return await self._ask_queued(request, timeout)
 
-    async def _ask_queued(self, request: Request[R], timeout: float | None) -> R:
+    async def _ask_queued(self, request: Request[R], timeout: float | None) -> R:  # noqa: ASYNC109
         cell = self._cell
         reply = _Reply(cell, request)  # type: ignore[arg-type]
         cell.enqueue(request, reply)
@@ -311,6 +336,7 @@ class ActorRef(Generic[A]):
         cell = self._cell
         if cell.stopped is not None:
             raise ActorStoppedError(cell.name, cell.stopped)
+        cell.ensure_loop()
         try:
             await cell.mailbox.put((message, None))
         except anyio.ClosedResourceError:

@@ -55,13 +55,23 @@ class Mailbox(Generic[T]):
             raise
 
     async def get(self) -> T:
-        """Wait for the next item; raises ``anyio.EndOfStream`` once closed and empty."""
+        """Wait for the next item.
+
+        Raises ``anyio.EndOfStream`` or ``anyio.ClosedResourceError`` once closed.
+        An item handed to this ``get`` while it was parked is returned even if
+        `close` ran before it resumed (see `close`).
+        """
         item = await self._receive.receive()
-        self.pending -= 1
+        if not self._closed:  # close() already zeroed the count
+            self.pending -= 1
         return item
 
     def close(self) -> list[T]:
-        """Close both ends and return what was still queued, oldest first."""
+        """Close both ends and return what was still queued, oldest first.
+
+        An item already handed to a parked `get` is not in the list: that ``get``
+        still returns it, so its caller must check whether it closed meanwhile.
+        """
         self._closed = True
         self._send.close()
         drained: list[T] = []

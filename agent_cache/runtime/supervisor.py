@@ -14,6 +14,7 @@ synchronously like any other transition.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import deque
@@ -43,9 +44,7 @@ class RestartIntensity:
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
-            raise ValueError(
-                f"max_restarts must be an int >= 0, not {self.max_restarts!r}"
-            )
+            raise ValueError(f"max_restarts must be an int >= 0, not {self.max_restarts!r}")
         if not self.within > 0:
             raise ValueError(f"within must be > 0 seconds, not {self.within!r}")
 
@@ -85,22 +84,17 @@ class Supervisor:
             raise ActorStoppedError(self.name, self.stopped)
         cell = ActorCell(name, factory, self, mailbox_size=mailbox_size)
         self.children.append(cell)  # type: ignore[arg-type]
-        self.system._start(cell)  # type: ignore[arg-type]
         return ActorRef(cell)
 
-    def supervisor(
-        self, name: str, *, intensity: RestartIntensity | None = None
-    ) -> Supervisor:
+    def supervisor(self, name: str, *, intensity: RestartIntensity | None = None) -> Supervisor:
         """Start a child supervisor (a subtree that stops as one)."""
         if self.stopped is not None:
             raise ActorStoppedError(self.name, self.stopped)
-        child = Supervisor(
-            name, self.system, intensity=intensity or self.intensity, parent=self
-        )
+        child = Supervisor(name, self.system, intensity=intensity or self.intensity, parent=self)
         self.children.append(child)
         return child
 
-    def child_crashed(self, child: ActorCell[Actor], exc: Exception) -> None:
+    def child_crashed(self, child: ActorCell[A], exc: Exception) -> None:
         """Restart ``child``, or give up if the restart intensity is exceeded."""
         if self.stopped is not None:
             child.stop(f"supervisor {self.name!r} stopped")
@@ -134,16 +128,12 @@ class Supervisor:
             self.parent._forget(self)
 
     def _forget(self, child: Supervisor) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self.children.remove(child)
-        except ValueError:
-            pass
 
-    def remove(self, ref: ActorRef[Actor], reason: str = "stopped") -> None:
+    def remove(self, ref: ActorRef[A], reason: str = "stopped") -> None:
         """Stop one child actor and forget it."""
         cell = ref._cell
         cell.stop(reason)
-        try:
-            self.children.remove(cell)
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):
+            self.children.remove(cell)  # type: ignore[arg-type]

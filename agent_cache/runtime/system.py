@@ -37,6 +37,9 @@ logger = logging.getLogger("agent_cache")
 A = TypeVar("A", bound=Actor)
 
 
+_DEFAULT_INTENSITY = RestartIntensity()
+
+
 class ActorSystem:
     """Hosts actors and their root supervisor.
 
@@ -52,7 +55,7 @@ class ActorSystem:
         name: str = "agent_cache",
         *,
         clock: Callable[[], float] = time.monotonic,
-        intensity: RestartIntensity = RestartIntensity(),
+        intensity: RestartIntensity = _DEFAULT_INTENSITY,
     ) -> None:
         self.name = name
         self.clock = clock
@@ -96,7 +99,12 @@ class ActorSystem:
     ) -> bool | None:
         self.shutdown("actor system closed")
         assert self._task_group is not None
-        return await self._task_group.__aexit__(exc_type, exc, tb)
+        # Every loop ends by itself once its mailbox is closed, so the task
+        # group only waits. Keep the body's error out of it: a task group wraps
+        # what it is handed in an ExceptionGroup, and ``async with`` around a
+        # failing tool call must let ``except ToolError`` still match.
+        await self._task_group.__aexit__(None, None, None)
+        return None
 
     def shutdown(self, reason: str) -> None:
         """Stop every actor now (their loops then end by themselves)."""
