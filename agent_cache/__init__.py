@@ -41,8 +41,5 @@ __all__ = [
 for _name in __all__:
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("agent_cache."):
-        try:
-            _obj.__module__ = "agent_cache"
-        except (AttributeError, TypeError):  # pragma: no cover
-            pass
+        _obj.__module__ = "agent_cache"
 del _name, _obj

@@ -95,10 +95,9 @@ async def run_swarm(
 
     before = {r: get_metrics(r) for r in ("cart", "crm")}
     start = time.perf_counter()
-    async with Runtime():
-        async with anyio.create_task_group() as tg:
-            for plan in plans:
-                tg.start_soon(agent, plan)
+    async with Runtime(), anyio.create_task_group() as tg:
+        for plan in plans:
+            tg.start_soon(agent, plan)
     elapsed = time.perf_counter() - start
     per_resource = {}
     for resource, old in before.items():
@@ -132,7 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.agents < 1 or args.calls < 1 or args.users < 1 or args.latency < 0:
         parser.error("--agents, --calls and --users must be >= 1, --latency >= 0")
     report = anyio.run(
-        run_swarm, args.agents, args.calls, args.users, args.latency, args.seed, backend=args.backend
+        run_swarm,
+        args.agents,
+        args.calls,
+        args.users,
+        args.latency,
+        args.seed,
+        backend=args.backend,
     )
     if args.json:
         json.dump(report, sys.stdout, indent=2)

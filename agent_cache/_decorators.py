@@ -412,11 +412,17 @@ async def _invalidate(
         if own is None:
             return  # a session-scoped write outside any session has nothing to drop
         primary = own
-        reached: Callable[[str], list[CacheHost]] = lambda resource: [own]
+
+        def reached(resource: str) -> list[CacheHost]:
+            return [own]
+
     else:
         rt = (session.runtime if session is not None else None) or current_runtime()
         primary = rt.host
-        reached = lambda resource: [rt.host, *rt.session_hosts.get(resource, ())]
+
+        def reached(resource: str) -> list[CacheHost]:
+            return [rt.host, *rt.session_hosts.get(resource, ())]
+
     for resource, plan in plans.items():
         if count:
             primary.counters(resource).invalidations += 1

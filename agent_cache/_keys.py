@@ -43,9 +43,7 @@ class _Tagged:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        return (
-            type(other) is _Tagged and self.tag == other.tag and self.items == other.items
-        )
+        return type(other) is _Tagged and self.tag == other.tag and self.items == other.items
 
     def __repr__(self) -> str:
         tag = self.tag if isinstance(self.tag, str) else getattr(self.tag, "__name__", self.tag)
@@ -69,9 +67,7 @@ def freeze(value: object) -> Hashable:
     if isinstance(value, (set, frozenset)):
         return frozenset(freeze(v) for v in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = tuple(
-            (f.name, freeze(getattr(value, f.name))) for f in dataclasses.fields(value)
-        )
+        fields = tuple((f.name, freeze(getattr(value, f.name))) for f in dataclasses.fields(value))
         return _Tagged(type(value), fields)
     dump = getattr(value, "model_dump", None)
     if callable(dump) and hasattr(type(value), "model_fields"):  # pydantic v2 model
@@ -86,9 +82,7 @@ def freeze(value: object) -> Hashable:
     return value  # type: ignore[return-value]
 
 
-def _compile_binder(
-    sig: inspect.Signature, skip: int, tool: str
-) -> Callable[..., tuple[Any, ...]]:
+def _compile_binder(sig: inspect.Signature, skip: int, tool: str) -> Callable[..., tuple[Any, ...]]:
     """Compile ``def bind(<sig>): return (<params after skip>,)``."""
     params = list(sig.parameters.values())
     last_posonly = max(
@@ -161,8 +155,7 @@ class KeyMaker:
         has_varargs = any(p.kind is _P.VAR_POSITIONAL for p in params)
         if skip > named_positional and not has_varargs:
             raise ValueError(
-                f"skip_args={skip} but {tool} takes only {named_positional} positional "
-                "argument(s)"
+                f"skip_args={skip} but {tool} takes only {named_positional} positional argument(s)"
             )
         self._sig = sig
         self.tool = tool

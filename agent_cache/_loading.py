@@ -8,6 +8,7 @@ variables (its session, say).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
@@ -38,10 +39,8 @@ T = TypeVar("T")
 
 def tell_quietly(ref: ActorRef[ResourceCache], message: Message) -> None:
     """Tell, ignoring a stopped actor: its tables are gone, nothing to update."""
-    try:
+    with contextlib.suppress(ActorStoppedError):
         ref.tell_nowait(message)
-    except ActorStoppedError:
-        pass
 
 
 async def load_through(

@@ -18,8 +18,8 @@ from typing import final
 
 from anyio.lowlevel import RunVar
 
-from ._errors import RuntimeClosedError
 from ._caches import CacheHost
+from ._errors import RuntimeClosedError
 from ._metrics import as_report
 from .runtime import ActorSystem, RestartIntensity
 

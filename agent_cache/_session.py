@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeAlias, final
 
+from anyio import WouldBlock
+
 from ._caches import CacheHost
 from ._errors import AgentLoopDetectedError
 from ._loading import load_through
@@ -64,8 +66,7 @@ def _tool_name(tool: object) -> str:
     if isinstance(tool, str) and tool:
         return tool
     raise TypeError(
-        f"AgentCacheSession: tool_repeats keys must be tool names or decorated tools, "
-        f"not {tool!r}"
+        f"AgentCacheSession: tool_repeats keys must be tool names or decorated tools, not {tool!r}"
     )
 
 
@@ -120,9 +121,13 @@ class AgentCacheSession:
         trace_limit: int = 10_000,
     ) -> None:
         if session_id is not None and not isinstance(session_id, str):
-            raise TypeError(f"AgentCacheSession: session_id must be a str or None, not {session_id!r}")
+            raise TypeError(
+                f"AgentCacheSession: session_id must be a str or None, not {session_id!r}"
+            )
         if not isinstance(loop_detection, bool):
-            raise TypeError(f"AgentCacheSession: loop_detection must be a bool, not {loop_detection!r}")
+            raise TypeError(
+                f"AgentCacheSession: loop_detection must be a bool, not {loop_detection!r}"
+            )
         if not callable(on_loop) and on_loop not in _ACTIONS:
             raise ValueError(
                 "AgentCacheSession: on_loop must be 'raise', 'warn' or 'short_circuit' "
@@ -165,13 +170,16 @@ class AgentCacheSession:
             raise RuntimeError(f"session {self.session_id!r} can only be entered once")
         rt = self._runtime = current_runtime()
         supervisor = self._supervisor = rt.system.root.supervisor(f"session:{self.session_id}")
-        sid, limits, record, detect = self.session_id, self._limits, self._record, self.loop_detection
+        sid, limits, record, detect = (
+            self.session_id,
+            self._limits,
+            self._record,
+            self.loop_detection,
+        )
         self._ref = supervisor.spawn(
             lambda: SessionActor(sid, limits, record, detect=detect), name=f"session:{sid}"
         )
-        self._host = CacheHost(
-            f"session:{sid}", supervisor, rt.clock, on_new_cache=self._announce
-        )
+        self._host = CacheHost(f"session:{sid}", supervisor, rt.clock, on_new_cache=self._announce)
         self._state = "open"
         self._token = active_session.set(self)
         return self
@@ -194,7 +202,8 @@ class AgentCacheSession:
                 active_session.set(None)
             self._token = None
         self._state = "closed"
-        assert self._supervisor is not None and self._host is not None
+        assert self._supervisor is not None
+        assert self._host is not None
         assert self._runtime is not None
         self._supervisor.stop("session closed")
         for resource in self._host.resources:
@@ -238,13 +247,17 @@ class AgentCacheSession:
 
     # -- what tools call --------------------------------------------------------
 
-    async def _record_call(self, site: ToolSite, key: Hashable) -> LoopAction | Literal["go"]:
-        """Record a call; return "go", or "short_circuit"; raise for "raise"."""
+    async def _record_call(self, site: ToolSite, key: Hashable) -> Literal["go", "short_circuit"]:
+        """Record a call: "go", or "short_circuit"; raises for "raise"."""
         ref = self._ref
         if ref is None or self._state != "open":
             return "go"
+        message = RecordCall(site, key)
         try:
-            event = await ref.ask(RecordCall(site, key))
+            try:
+                event = ref.ask_nowait(message)  # no coroutine on the hot path
+            except WouldBlock:
+                event = await ref.ask(message)
         except Exception:
             # A crashed session actor restarts with a fresh detector: the call
             # goes on (loop detection is a safety net, not a reason to fail).
@@ -252,6 +265,9 @@ class AgentCacheSession:
             return "go"
         if event is None:
             return "go"
+        return self._act_on(event, site)
+
+    def _act_on(self, event: LoopEvent, site: ToolSite) -> Literal["go", "short_circuit"]:
         hub.loop_detections += 1
         action: LoopAction | None
         if callable(self.on_loop):
@@ -268,14 +284,16 @@ class AgentCacheSession:
         if action == "warn":
             logger.warning("agent loop detected in session %s: %s", self.session_id, event.message)
             return "go"
-        ref.tell_nowait(Refuse(site.tool_id))
+        assert self._ref is not None
+        self._ref.tell_nowait(Refuse(site.tool_id))
         if action == "raise":
             raise AgentLoopDetectedError(event)
         return "short_circuit"
 
     def host_for(self, scope: str) -> CacheHost:
         """The caches a call of ``scope`` uses inside this session."""
-        assert self._host is not None and self._runtime is not None
+        assert self._host is not None
+        assert self._runtime is not None
         return self._host if scope == "session" else self._runtime.host
 
     @property
@@ -309,7 +327,8 @@ async def call_in_session(
     if verdict == "short_circuit":
         return entry.value if fresh else None  # type: ignore[union-attr]
     if fresh:
-        assert table is not None and entry is not None
+        assert table is not None
+        assert entry is not None
         table.reads.append(key)
         table.counters.hits += 1
         session.counters.hits += 1
@@ -317,4 +336,3 @@ async def call_in_session(
     return await load_through(
         host, tool.resource, spec, key, func, args, kwargs, session_counters=session.counters
     )
-

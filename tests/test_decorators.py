@@ -605,7 +605,7 @@ async def test_a_failed_or_cancelled_write_still_invalidates(runtime: Runtime) -
         await anyio.sleep_forever()
 
     assert await read("k") == 1
-    with pytest.raises(RuntimeError, match="^half done$"):
+    with pytest.raises(RuntimeError, match=r"^half done$"):
         await write("k")
     assert await read("k") == 2
     with anyio.move_on_after(0):

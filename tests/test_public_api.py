@@ -49,8 +49,7 @@ def _imports(path: pathlib.Path) -> set[str]:
 # What each layer may import from agent_cache: only what lies below it.
 _ALLOWED = {
     "runtime": lambda m: m.startswith(".") and not m.startswith(".."),
-    "actors": lambda m: (m.startswith(".") and not m.startswith(".."))
-    or m.startswith("..runtime"),
+    "actors": lambda m: (m.startswith(".") and not m.startswith("..")) or m.startswith("..runtime"),
 }
 
 

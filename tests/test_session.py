@@ -178,9 +178,7 @@ async def test_on_loop_callable_gets_the_event_and_decides(
     assert info.value.event is seen[1]
 
 
-async def test_on_loop_callable_must_return_an_action(
-    runtime: Runtime, backend: Backend
-) -> None:
+async def test_on_loop_callable_must_return_an_action(runtime: Runtime, backend: Backend) -> None:
     _, _, search = tools(backend)
     async with AgentCacheSession(max_tool_repeats=1, on_loop=lambda e: "stop"):  # type: ignore[arg-type,return-value]
         await search("q")
@@ -329,9 +327,7 @@ async def test_session_scoped_write_affects_only_its_session(
         assert await get_cart("u1") == ["a"]
 
 
-async def test_global_write_refreshes_session_entries(
-    runtime: Runtime, backend: Backend
-) -> None:
+async def test_global_write_refreshes_session_entries(runtime: Runtime, backend: Backend) -> None:
     get_cart, _, _ = tools(backend, scope="session")
     _, add_global, _ = tools(backend, scope="global")
     backend.carts["u1"] = ["a"]
@@ -437,10 +433,16 @@ def test_the_same_calls_get_the_same_verdicts_on_both_backends() -> None:
         ),
         ({"session_id": 3}, TypeError, r"^AgentCacheSession: session_id must be a str or None"),
         ({"tool_repeats": {3: 1}}, TypeError, r"^AgentCacheSession: tool_repeats keys must be"),
-        ({"cycle_repeats": 1}, ValueError, r"^AgentCacheSession: cycle_repeats must be >= 2, not 1$"),
+        (
+            {"cycle_repeats": 1},
+            ValueError,
+            r"^AgentCacheSession: cycle_repeats must be >= 2, not 1$",
+        ),
     ],
 )
-def test_bad_session_arguments(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+def test_bad_session_arguments(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message):
         AgentCacheSession(**kwargs)
 

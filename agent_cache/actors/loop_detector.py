@@ -120,13 +120,14 @@ class LoopLimits:
 class _Seen:
     """Repeat bookkeeping of one distinct call."""
 
-    __slots__ = ("count", "epoch", "ident", "last", "tool")
+    __slots__ = ("count", "epoch", "ident", "last", "limit", "tool")
 
-    def __init__(self, ident: int, epoch: int, tool: str) -> None:
+    def __init__(self, ident: int, epoch: int, tool: str, limit: int) -> None:
         self.ident = ident
         self.epoch = epoch
         self.count = 0
         self.tool = tool
+        self.limit = limit  # its repeat limit, looked up once
         self.last = -(1 << 62)  # position of its latest call
 
 
@@ -173,7 +174,8 @@ class LoopDetector:
         seen_calls = self._seen
         seen = seen_calls.pop(ident, None)  # re-inserted below: LRU order
         if seen is None:
-            seen = _Seen(self._next_ident, epoch, call.tool)
+            limit = limits.tool_repeats.get(call.tool, limits.max_repeats)
+            seen = _Seen(self._next_ident, epoch, call.tool, limit)
             self._next_ident += 1
             if len(seen_calls) >= limits.max_tracked:
                 del seen_calls[next(iter(seen_calls))]
@@ -192,15 +194,14 @@ class LoopDetector:
 
         cycle = self._track_cycle(seen, position)
 
-        if call.tool_id in self.blocked:
+        if self.blocked and call.tool_id in self.blocked:
             return self._event("blocked", call, key, (call.tool,), seen.count, 0, position)
         if position >= limits.max_depth:
             return self._event(
                 "depth", call, key, (call.tool,), self.calls, limits.max_depth, position
             )
-        limit = limits.tool_repeats.get(call.tool, limits.max_repeats)
-        if seen.count > limit:
-            return self._event("repeat", call, key, (call.tool,), seen.count, limit, position)
+        if seen.count > seen.limit:
+            return self._event("repeat", call, key, (call.tool,), seen.count, seen.limit, position)
         if cycle is not None:
             repeats = limits.cycle_repeats
             return self._event("cycle", call, key, cycle, repeats, repeats - 1, position)

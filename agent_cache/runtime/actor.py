@@ -39,7 +39,6 @@ turn it into a compensating message (see `Request`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -211,8 +210,12 @@ class ActorCell(Generic[A]):
 
     def tell_nowait(self, message: Message) -> None:
         if not self.busy and not self.mailbox.pending and self.stopped is None:
-            with contextlib.suppress(Exception):  # a crash: invoke told the supervisor
+            # Not contextlib.suppress: on this hot path it doubled the cost of
+            # an inline tell_nowait (0.82 us against 0.29 us, bench_runtime.py).
+            try:  # noqa: SIM105
                 self.invoke(message)
+            except Exception:
+                pass  # a crash: reported to the supervisor by invoke
         else:
             self.enqueue(message, None)
 
@@ -299,6 +302,25 @@ class ActorRef(Generic[A]):
         if not cell.busy and not cell.mailbox.pending and cell.stopped is None:
             return cell.invoke(request)  # type: ignore[return-value]
         return await self._ask_queued(request, timeout)
+
+    def ask_nowait(self, request: Request[R]) -> R:
+        """`ask` without waiting: the reply if the actor can handle ``request``
+        right now (idle, mailbox empty), in the calling task.
+
+        For hot paths that want to skip creating a coroutine; fall back to
+        ``await ask(request)`` on `anyio.WouldBlock`.
+
+        Raises:
+            anyio.WouldBlock: the actor is busy or has queued messages.
+            ActorStoppedError: the actor is stopped.
+            Exception: whatever the handler raised (the actor crashed on it).
+        """
+        cell = self._cell
+        if not cell.busy and not cell.mailbox.pending and cell.stopped is None:
+            return cell.invoke(request)  # type: ignore[return-value]
+        if cell.stopped is not None:
+            raise ActorStoppedError(cell.name, cell.stopped)
+        raise anyio.WouldBlock
 
     async def _ask_queued(self, request: Request[R], timeout: float | None) -> R:  # noqa: ASYNC109
         cell = self._cell

@@ -16,9 +16,7 @@ SEARCH = ToolSite(3, "search", "search", reads=("web",))
 SITES = {"get": GET, "add": ADD, "search": SEARCH}
 
 
-def run(
-    calls: Sequence[tuple[ToolSite, Hashable]], **limits: object
-) -> list[LoopEvent | None]:
+def run(calls: Sequence[tuple[ToolSite, Hashable]], **limits: object) -> list[LoopEvent | None]:
     detector = LoopDetector(LoopLimits(**limits), "s1")  # type: ignore[arg-type]
     return [detector.record(site, key) for site, key in calls]
 
@@ -40,8 +38,7 @@ def test_the_sixth_identical_read_is_a_repeat() -> None:
         5,
     )
     assert last.message == (
-        "tool 'get_cart' called 6 times with the same arguments and no write in between "
-        "(limit: 5)"
+        "tool 'get_cart' called 6 times with the same arguments and no write in between (limit: 5)"
     )
 
 
@@ -82,7 +79,10 @@ def test_the_same_pair_with_the_same_arguments_is_a_cycle() -> None:
     assert kinds(events) == [None, None, None, "cycle"]
     assert events[-1] is not None
     assert events[-1].pattern == ("get_cart", "add_to_cart")
-    assert events[-1].message == "cycle get_cart -> add_to_cart repeated 2 times with the same arguments"
+    assert (
+        events[-1].message
+        == "cycle get_cart -> add_to_cart repeated 2 times with the same arguments"
+    )
 
 
 def test_longer_cycles_and_cycle_repeats() -> None:
@@ -131,9 +131,7 @@ def test_tracked_calls_are_bounded() -> None:
 # -- property: verdicts equal a simple reference model ------------------------
 
 
-def reference(
-    calls: Sequence[tuple[str, Hashable]], limits: LoopLimits
-) -> list[str | None]:
+def reference(calls: Sequence[tuple[str, Hashable]], limits: LoopLimits) -> list[str | None]:
     """A direct, quadratic transcription of the rules in loop_detector's docstring."""
     verdicts: list[str | None] = []
     history: list[tuple[str, Hashable]] = []
@@ -147,11 +145,7 @@ def reference(
         history.append((name, key))
         seen_epoch.append(epoch)
         n = len(history)
-        count = sum(
-            1
-            for i in range(n)
-            if history[i] == (name, key) and seen_epoch[i] == epoch
-        )
+        count = sum(1 for i in range(n) if history[i] == (name, key) and seen_epoch[i] == epoch)
         if n > limits.max_depth:
             verdicts.append("depth")
             continue
@@ -172,9 +166,7 @@ def reference(
     return verdicts
 
 
-calls_strategy = st.lists(
-    st.tuples(st.sampled_from(sorted(SITES)), st.integers(0, 2)), max_size=60
-)
+calls_strategy = st.lists(st.tuples(st.sampled_from(sorted(SITES)), st.integers(0, 2)), max_size=60)
 
 
 @given(
