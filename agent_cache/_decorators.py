@@ -398,7 +398,7 @@ def _plan(
         if any(k is None for k in found):
             whole.add(tool.spec.tool_id)
         else:
-            keys[tool.spec.tool_id] = tuple(cast(list[Hashable], found))
+            keys[tool.spec.tool_id] = tuple(k for k in found if k is not None)
     return Invalidate(keys, frozenset(whole))
 
 

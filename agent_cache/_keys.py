@@ -79,7 +79,7 @@ def freeze(value: object) -> Hashable:
             f"a {type(value).__qualname__} cannot be part of a cache key: it is not "
             "hashable and is not a list, dict, set, dataclass or pydantic model"
         ) from None
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _compile_binder(sig: inspect.Signature, skip: int, tool: str) -> Callable[..., tuple[Any, ...]]:

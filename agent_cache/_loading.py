@@ -80,10 +80,10 @@ async def load_through(
         else:
             session_counters.coalesced += 1
     while True:
-        if type(reply) is Hit:
-            return reply.value  # type: ignore[no-any-return]
-        flight: Flight = reply.flight  # type: ignore[union-attr]
-        if type(reply) is Lead:
+        if isinstance(reply, Hit):
+            return reply.value  # type: ignore[return-value]
+        flight = reply.flight
+        if isinstance(reply, Lead):
             return await _lead(ref, spec, flight, func, args, kwargs)
         assert flight.event is not None
         # A cancelled waiter just stops waiting: the flight is not its own.

@@ -305,9 +305,11 @@ class ResourceCache(Actor):
             case Complete():
                 return self.on_complete(message)
             case Fail():
-                return self.on_fail(message)
+                self.on_fail(message)
+                return None
             case Abandon():
-                return self.on_abandon(message)
+                self.on_abandon(message)
+                return None
             case Invalidate():
                 return self.on_invalidate(message)
             case Snapshot():
