@@ -1,154 +1,95 @@
-"""``python -m agent_cache``: a small simulated agent swarm on the in-memory cache.
+"""The ``agent-cache`` command (also ``python -m agent_cache``).
 
-Agents read a CRM and a cart through cached tools, sometimes add to the cart
-(an invalidating write), over a fake backend with latency. At the end the
-report says how many backend calls the cache saved and checks that no read
-that started after a write returned data older than that write.
+``agent-cache demo`` (the default) runs a simulated agent swarm on the
+in-memory cache and prints a report; ``--json`` prints it for machines.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
-import time
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 
-from . import AgentCache, AgentCacheInvalidator, Runtime, get_metrics
+from ._demo import DemoConfig, run_demo
 
 
-class Backend:
-    """A fake slow datastore that counts its calls and versions each cart."""
-
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
-        self.calls = 0
-        self.carts: dict[str, int] = {}
-        self.last_write_done: dict[str, int] = {}
-
-    async def read_cart(self, user: str) -> int:
-        self.calls += 1
-        version = self.carts.get(user, 0)
-        await anyio.sleep(self.latency)
-        return version
-
-    async def read_customer(self, user: str) -> str:
-        self.calls += 1
-        await anyio.sleep(self.latency)
-        return f"customer {user}"
-
-    async def add_to_cart(self, user: str) -> None:
-        self.calls += 1
-        await anyio.sleep(self.latency)
-        self.carts[user] = self.carts.get(user, 0) + 1
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
 
 
-async def run_swarm(
-    agents: int, calls: int, users: int, latency: float, seed: int
-) -> dict[str, object]:
-    """Run the swarm and return its report."""
-    backend = Backend(latency)
-    rng = random.Random(seed)
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+    return value
 
-    @AgentCache(resource="cart", ttl=60)
-    async def get_cart(user: str) -> int:
-        return await backend.read_cart(user)
 
-    @AgentCache(resource="crm", ttl=300)
-    async def get_customer(user: str) -> str:
-        return await backend.read_customer(user)
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agent-cache",
+        description="Caching, invalidation and loop detection for AI agent tools.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    demo = sub.add_parser("demo", help="run a simulated agent swarm (the default)")
+    for p in (parser, demo):
+        p.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+        p.add_argument("--agents", type=_positive_int, default=300, help="agents (300)")
+        p.add_argument(
+            "--duration", type=_non_negative, default=5.0, help="seconds of agent work (5)"
+        )
+        p.add_argument(
+            "--latency", type=_non_negative, default=0.02, help="backend seconds a call (0.02)"
+        )
+        p.add_argument("--seed", type=int, default=1, help="random seed (1)")
+        p.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
 
-    @AgentCacheInvalidator(resource="cart", key_fn=lambda args, kwargs: args[0])
-    async def add_to_cart(user: str) -> None:
-        await backend.add_to_cart(user)
 
-    stale = 0
-    uncached_calls = 0
-    written: dict[str, int] = {}  # user -> version once the write returned
-
-    async def agent(plan: list[tuple[str, str]]) -> None:
-        nonlocal stale, uncached_calls
-        for kind, user in plan:
-            uncached_calls += 1
-            if kind == "write":
-                await add_to_cart(user)
-                written[user] = backend.carts[user]
-            elif kind == "cart":
-                floor = written.get(user, 0)
-                if await get_cart(user) < floor:
-                    stale += 1
-            else:
-                await get_customer(user)
-
-    plans = []
-    for _ in range(agents):
-        plan = []
-        for _ in range(calls):
-            user = f"u{min(int(rng.paretovariate(1.2)), users)}"
-            roll = rng.random()
-            kind = "write" if roll < 0.05 else "cart" if roll < 0.6 else "crm"
-            plan.append((kind, user))
-        plans.append(plan)
-
-    before = {r: get_metrics(r) for r in ("cart", "crm")}
-    start = time.perf_counter()
-    async with Runtime(), anyio.create_task_group() as tg:
-        for plan in plans:
-            tg.start_soon(agent, plan)
-    elapsed = time.perf_counter() - start
-    per_resource = {}
-    for resource, old in before.items():
-        new = get_metrics(resource)
-        delta = {k: new[k] - old[k] for k in ("hits", "misses", "coalesced", "invalidations")}
-        calls_made = delta["hits"] + delta["misses"] + delta["coalesced"]
-        delta["hit_rate"] = round(delta["hits"] / calls_made, 4) if calls_made else 0.0
-        per_resource[resource] = delta
-    return {
-        "agents": agents,
-        "tool_calls": uncached_calls,
-        "backend_calls": backend.calls,
-        "backend_calls_saved": uncached_calls - backend.calls,
-        "stale_reads": stale,
-        "elapsed_s": round(elapsed, 3),
-        "resources": per_resource,
-    }
+def _print_report(report: dict[str, Any]) -> None:
+    saved = report["backend_calls_without_cache"] - report["backend_calls"]
+    lines = [
+        f"agent_cache swarm demo on {report['backend']}: {report['agents']} agents, "
+        f"{report['elapsed_s']} s",
+        f"  tool calls               {report['tool_calls']:>8}",
+        f"  backend calls            {report['backend_calls']:>8}  "
+        f"(without the cache: {report['backend_calls_without_cache']}, saved {saved})",
+        f"  coalesced calls          {report['coalesced']:>8}  (joined a load already running)",
+        f"  stale results discarded  {report['stale_results_discarded']:>8}  "
+        "(loads overtaken by a write, never served)",
+        f"  stale reads              {report['stale_reads']:>8}  (must be 0)",
+        "  loops caught             "
+        + (", ".join(f"{k}: {v}" for k, v in report["loops_caught"].items()) or "none"),
+        "  hit rate per resource    "
+        + ", ".join(f"{r}: {f['hit_rate']:.1%}" for r, f in report["resources"].items()),
+    ]
+    print("\n".join(lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m agent_cache``."""
-    parser = argparse.ArgumentParser(prog="python -m agent_cache", description=__doc__)
-    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    parser.add_argument("--agents", type=int, default=300)
-    parser.add_argument("--calls", type=int, default=50, help="tool calls per agent")
-    parser.add_argument("--users", type=int, default=200)
-    parser.add_argument("--latency", type=float, default=0.005, help="backend seconds per call")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
-    if args.agents < 1 or args.calls < 1 or args.users < 1 or args.latency < 0:
-        parser.error("--agents, --calls and --users must be >= 1, --latency >= 0")
-    report = anyio.run(
-        run_swarm,
-        args.agents,
-        args.calls,
-        args.users,
-        args.latency,
-        args.seed,
-        backend=args.backend,
+    """Run the command line; return the exit status (1 if any read was stale)."""
+    args = _parser().parse_args(argv)
+    config = DemoConfig(
+        agents=args.agents,
+        duration=args.duration,
+        latency=args.latency,
+        seed=args.seed,
+        loopers=min(6, args.agents),
+        progress=True,
     )
+    report = anyio.run(run_demo, config, backend=args.backend)
+    report = {"backend": args.backend, **report}
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()
     else:
-        print(f"agent_cache swarm on {args.backend}: {report['agents']} agents")
-        for key, value in report.items():
-            if key != "resources":
-                print(f"  {key:22} {value}")
-        for resource, figures in report["resources"].items():  # type: ignore[attr-defined]
-            print(f"  {resource:22} {figures}")
+        _print_report(report)
     return 0 if report["stale_reads"] == 0 else 1
 
 
