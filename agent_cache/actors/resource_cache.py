@@ -347,6 +347,11 @@ class ResourceCache(Actor):
             del table.entries[key]
             counters.expirations += 1
         flight = table.flights.get(key)
+        if flight is not None and flight.state != RUNNING:
+            # Settled but still attached: its Complete/Fail/Abandon was lost
+            # (an undo that found a full mailbox). Joining it would spin.
+            del table.flights[key]
+            flight = None
         if flight is not None:
             if not msg.retry:
                 counters.coalesced += 1

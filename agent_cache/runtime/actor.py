@@ -119,8 +119,15 @@ class _Reply:
 
     def _compensate(self, value: object) -> None:
         undo = self.request.reply_dropped(value)
-        if undo is not None and self.cell.stopped is None:
+        if undo is None or self.cell.stopped is not None:
+            return
+        try:
             self.cell.tell_nowait(undo)
+        except (MailboxFullError, ActorStoppedError):
+            # Never let an undo replace the asker's own cancellation or crash
+            # the loop. Requests must tolerate a lost undo (the cache does:
+            # its lookups treat a settled flight as absent).
+            logger.exception("actor %r: undo %r lost", self.cell.name, undo)
 
 
 class ActorCell(Generic[A]):
@@ -327,8 +334,11 @@ class ActorRef(Generic[A]):
         reply = _Reply(cell, request)  # type: ignore[arg-type]
         cell.enqueue(request, reply)
         try:
-            with anyio.fail_after(timeout):
-                await reply.event.wait()
+            if timeout is None:
+                await reply.event.wait()  # fail_after(None) alone costs 20-30 us
+            else:
+                with anyio.fail_after(timeout):
+                    await reply.event.wait()
         except BaseException:
             reply.abandon()
             raise
