@@ -23,7 +23,7 @@ import inspect
 from collections.abc import Callable, Hashable
 from typing import Any, final
 
-__all__ = ["KeyMaker", "freeze"]
+__all__ = ["KeyMaker", "SignatureCode", "freeze"]
 
 _P = inspect.Parameter
 
@@ -82,49 +82,91 @@ def freeze(value: object) -> Hashable:
     return value
 
 
-def _compile_binder(sig: inspect.Signature, skip: int, tool: str) -> Callable[..., tuple[Any, ...]]:
-    """Compile ``def bind(<sig>): return (<params after skip>,)``."""
-    params = list(sig.parameters.values())
-    last_posonly = max(
-        (i for i, p in enumerate(params) if p.kind is _P.POSITIONAL_ONLY), default=-1
-    )
-    names: list[str] = []
-    out: list[str] = []
-    namespace: dict[str, Any] = {"_ac_sorted_": lambda items: tuple(sorted(items))}
-    positional = 0
-    star = False
-    for i, p in enumerate(params):
-        # Parameter names are identifiers (Python checked them when it compiled
-        # the tool); defaults travel through the namespace, never as text.
-        name = p.name
-        if p.kind is _P.VAR_POSITIONAL:
-            names.append(f"*{name}")
-            star = True
-            # skip_args beyond the named positional parameters eats into *args.
-            extra = max(0, skip - positional)
-            out.append(f"{name}[{extra}:]" if extra else name)
-            continue
-        if p.kind is _P.VAR_KEYWORD:
-            names.append(f"**{name}")
-            out.append(f"_ac_sorted_({name}.items())")
-            continue
-        if p.kind is _P.KEYWORD_ONLY and not star:
-            names.append("*")
-            star = True
-        if p.default is _P.empty:
-            names.append(name)
-        else:
-            namespace[f"_ac_default{i}_"] = p.default
-            names.append(f"{name}=_ac_default{i}_")
-        if i == last_posonly:
-            names.append("/")
-        if p.kind is not _P.KEYWORD_ONLY:
-            positional += 1
-            if positional <= skip:
+@final
+class SignatureCode:
+    """Python source fragments that mirror one tool's signature.
+
+    The binder and the compiled tool wrapper (``_wrappers.py``) are both built
+    from these, so the two always agree on what a call's key is.
+
+    Attributes:
+        params: the parameter list, defaults named ``_ac_default<i>_``.
+        key: the key expression: the single parameter itself when only one
+            is keyed (no tuple to build and hash on every hit), else a tuple.
+        call_args, call_kwargs: expressions to call the tool with the very
+            arguments received.
+        namespace: the default values (and helpers) the fragments refer to.
+        names: the parameter names, to check for clashes with generated names.
+    """
+
+    __slots__ = ("call_args", "call_kwargs", "key", "names", "namespace", "params", "single")
+
+    def __init__(self, sig: inspect.Signature, skip: int) -> None:
+        params = list(sig.parameters.values())
+        last_posonly = max(
+            (i for i, p in enumerate(params) if p.kind is _P.POSITIONAL_ONLY), default=-1
+        )
+        names: list[str] = []
+        keyed: list[str] = []
+        positional_args: list[str] = []
+        keyword_args: list[str] = []
+        self.namespace: dict[str, Any] = {"_ac_sorted_": _sorted_items}
+        positional = 0
+        star = False
+        for i, p in enumerate(params):
+            # Parameter names are identifiers (Python checked them when it
+            # compiled the tool); defaults travel in the namespace, never as text.
+            name = p.name
+            if p.kind is _P.VAR_POSITIONAL:
+                names.append(f"*{name}")
+                star = True
+                positional_args.append(f"*{name}")
+                # skip_args beyond the named positional parameters eats into *args.
+                extra = max(0, skip - positional)
+                keyed.append(f"{name}[{extra}:]" if extra else name)
                 continue
-        out.append(name)
-    body = f"def bind({', '.join(names)}):\n    return ({''.join(o + ', ' for o in out)})\n"
-    exec(body, namespace)
+            if p.kind is _P.VAR_KEYWORD:
+                names.append(f"**{name}")
+                keyword_args.append(f"**{name}")
+                keyed.append(f"_ac_sorted_({name})")
+                continue
+            if p.kind is _P.KEYWORD_ONLY and not star:
+                names.append("*")
+                star = True
+            if p.default is _P.empty:
+                names.append(name)
+            else:
+                self.namespace[f"_ac_default{i}_"] = p.default
+                names.append(f"{name}=_ac_default{i}_")
+            if i == last_posonly:
+                names.append("/")
+            if p.kind is _P.KEYWORD_ONLY:
+                keyword_args.append(f"{name!r}: {name}")
+            else:
+                positional_args.append(name)
+                positional += 1
+                if positional <= skip:
+                    continue
+            keyed.append(name)
+        self.names = [p.name for p in params]
+        self.params = ", ".join(names)
+        plain = len(keyed) == 1 and not any(
+            p.kind in (_P.VAR_POSITIONAL, _P.VAR_KEYWORD) for p in params
+        )
+        self.single = plain
+        self.key = keyed[0] if plain else f"({''.join(k + ', ' for k in keyed)})"
+        self.call_args = f"({''.join(a + ', ' for a in positional_args)})"
+        self.call_kwargs = f"{{{', '.join(keyword_args)}}}"
+
+
+def _sorted_items(kwargs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(kwargs.items()))
+
+
+def _compile_binder(code: SignatureCode, tool: str) -> Callable[..., Hashable]:
+    """Compile ``def bind(<signature>): return <key>``."""
+    namespace = dict(code.namespace)
+    exec(f"def bind({code.params}):\n    return {code.key}\n", namespace)
     bind = namespace["bind"]
     # A call with the wrong arguments fails here first: make the error name the
     # tool ("get_cart() missing 1 required positional argument"), not "bind()".
@@ -137,14 +179,15 @@ class KeyMaker:
     """Turns one tool's call arguments into its cache key.
 
     Attributes:
+        code: the signature as source fragments (shared with the wrapper).
         fast_arity: when a call passes exactly this many positional arguments
-            and no keyword arguments, its key is ``args[skip:]``; -1 when the
-            signature has defaults, ``*args``, keyword-only or ``**kwargs``
-            parameters that make this shortcut unsafe.
+            and no keyword arguments, the key comes straight from ``args``; -1
+            when defaults, ``*args``, keyword-only or ``**kwargs`` parameters
+            make that shortcut unsafe.
         skip: how many leading arguments (``self``, a client) are left out.
     """
 
-    __slots__ = ("_sig", "bind", "fast_arity", "skip", "tool")
+    __slots__ = ("_sig", "bind", "code", "fast_arity", "skip", "tool")
 
     def __init__(self, func: Callable[..., object], skip: int, tool: str) -> None:
         sig = inspect.signature(func)
@@ -160,21 +203,23 @@ class KeyMaker:
         self._sig = sig
         self.tool = tool
         self.skip = skip
-        self.bind = _compile_binder(sig, skip, tool)
+        self.code = SignatureCode(sig, skip)
+        self.bind = _compile_binder(self.code, tool)
         plain = all(p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD) for p in params)
         self.fast_arity = len(params) if plain else -1
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
         """The key of one call, hashable. Raises TypeError as the tool would."""
-        if not kwargs and len(args) == self.fast_arity:
-            key: tuple[Any, ...] = args[self.skip :] if self.skip else args
-        else:
+        key: Hashable
+        if kwargs or len(args) != self.fast_arity:
             key = self.bind(*args, **kwargs)
+        elif self.code.single:
+            key = args[self.skip]
+        else:
+            key = args[self.skip :] if self.skip else args
         return self.hashable(key, args, kwargs)
 
-    def hashable(
-        self, key: tuple[Any, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Hashable:
+    def hashable(self, key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
         """Return ``key`` if hashable, else its frozen form; name a bad argument."""
         try:
             hash(key)

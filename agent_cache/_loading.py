@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
+from anyio import WouldBlock
+
 from ._caches import CacheHost
 from .actors.counters import CacheCounters
 from .actors.resource_cache import (
@@ -62,7 +64,11 @@ async def load_through(
     """
     try:
         ref = host.cache(resource)
-        reply = await ref.ask(Lookup(spec, key))
+        lookup = Lookup(spec, key)
+        try:
+            reply = ref.ask_nowait(lookup)  # no coroutine when the actor is idle
+        except WouldBlock:
+            reply = await ref.ask(lookup)
     except Exception as exc:
         # The cache is out of service (its supervisor gave up), or crashed on
         # this very lookup (it restarts empty): serve the call from the tool.
@@ -120,8 +126,12 @@ async def _lead(
         flight.abandon()
         tell_quietly(ref, Abandon(spec, flight))
         raise
+    complete = Complete(spec, flight, value)
     try:
-        await ref.ask(Complete(spec, flight, value))
+        try:
+            ref.ask_nowait(complete)
+        except WouldBlock:
+            await ref.ask(complete)
     except Exception:
         pass  # stopped, or crashed and restarted empty: nothing to store into
     finally:

@@ -28,14 +28,14 @@ from ._caches import CacheHost
 from ._errors import AgentLoopDetectedError
 from ._loading import load_through
 from ._metrics import as_report, hub
-from ._runtime import Runtime, current_runtime
+from ._runtime import Runtime, _current, current_runtime
 from ._tools import ToolDef
 from .actors.counters import CacheCounters
 from .actors.loop_detector import LoopEvent, LoopLimits, ToolSite
 from .actors.session import RecordCall, Refuse, SessionActor, SessionRecord, TraceEntry
 from .runtime import ActorRef, Supervisor
 
-__all__ = ["AgentCacheSession", "OnLoop", "active_session", "call_in_session"]
+__all__ = ["AgentCacheSession", "OnLoop", "call_in_session", "current_session"]
 
 logger = logging.getLogger("agent_cache")
 
@@ -43,9 +43,11 @@ LoopAction: TypeAlias = Literal["raise", "warn", "short_circuit"]
 OnLoop: TypeAlias = LoopAction | Callable[[LoopEvent], "LoopAction | None"]
 _ACTIONS = ("raise", "warn", "short_circuit")
 
-active_session: contextvars.ContextVar[AgentCacheSession | None] = contextvars.ContextVar(
-    "agent_cache_session", default=None
-)
+
+def current_session() -> AgentCacheSession | None:
+    """The session of the calling task's context, if any."""
+    ctx = _current.get()
+    return ctx if ctx is not None and type(ctx) is not Runtime else None
 
 
 def _positive(value: object, name: str, *, minimum: int = 1, none_ok: bool = False) -> Any:
@@ -158,7 +160,7 @@ class AgentCacheSession:
         self._supervisor: Supervisor | None = None
         self._ref: ActorRef[SessionActor] | None = None
         self._host: CacheHost | None = None
-        self._token: contextvars.Token[AgentCacheSession | None] | None = None
+        self._token: contextvars.Token[Runtime | AgentCacheSession | None] | None = None
 
     def __repr__(self) -> str:
         return f"<AgentCacheSession {self.session_id!r} {self._state}>"
@@ -181,7 +183,7 @@ class AgentCacheSession:
         )
         self._host = CacheHost(f"session:{sid}", supervisor, rt.clock, on_new_cache=self._announce)
         self._state = "open"
-        self._token = active_session.set(self)
+        self._token = _current.set(self)
         return self
 
     def _announce(self, resource: str, host: CacheHost) -> None:
@@ -197,9 +199,9 @@ class AgentCacheSession:
     ) -> None:
         if self._token is not None:
             try:
-                active_session.reset(self._token)
+                _current.reset(self._token)
             except ValueError:  # left in another context (an async fixture)
-                active_session.set(None)
+                _current.set(self._runtime)
             self._token = None
         self._state = "closed"
         assert self._supervisor is not None
@@ -317,7 +319,7 @@ async def call_in_session(
     kwargs: dict[str, Any],
 ) -> Any:
     """One call of a read tool inside ``session``: record, judge, then cache."""
-    key = tool.keys.hashable(key, args, kwargs)  # type: ignore[arg-type]
+    key = tool.keys.hashable(key, args, kwargs)
     verdict = await session._record_call(site, key)
     host = session.host_for(tool.scope)
     spec = tool.spec

@@ -172,8 +172,8 @@ async def test_on_loop_callable_gets_the_event_and_decides(
         with pytest.raises(AgentLoopDetectedError) as info:
             await search("q")
     assert [(e.kind, e.tool, e.arguments, e.count) for e in seen] == [
-        ("repeat", "search", ("q",), 2),
-        ("repeat", "search", ("q",), 3),
+        ("repeat", "search", "q", 2),  # one parameter: the key is the value itself
+        ("repeat", "search", "q", 3),
     ]
     assert info.value.event is seen[1]
 
@@ -267,7 +267,7 @@ async def test_trace_is_bounded(runtime: Runtime, backend: Backend) -> None:
             await search(str(i))
     trace = session.get_execution_trace()
     assert len(trace) == 10
-    assert trace[-1].args_key == ("99",)
+    assert trace[-1].args_key == "99"
 
 
 # -- session scope ------------------------------------------------------------

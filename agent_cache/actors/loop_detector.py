@@ -63,7 +63,8 @@ class LoopEvent:
     Attributes:
         kind: ``"repeat"``, ``"cycle"``, ``"depth"`` or ``"blocked"``.
         tool: the tool's plain name.
-        arguments: the call's arguments as bound to the tool's signature.
+        arguments: the call's arguments as bound to the tool's signature (the
+            value itself for a tool of one parameter, else a tuple).
         pattern: the repeating calls by tool name (a single name for a repeat).
         count: how many times it repeated (calls so far, for depth).
         limit: the limit it went past.

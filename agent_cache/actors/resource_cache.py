@@ -160,10 +160,16 @@ class Table:
 
 
 # -- messages ----------------------------------------------------------------
+#
+# Messages are immutable by convention. The ones on every miss (Lookup and its
+# replies, Complete) are plain slots dataclasses, not frozen ones: a frozen
+# dataclass sets each field through object.__setattr__, and building one
+# measured 616 ns against 199 ns -- four of them were half the handlers' cost
+# on a cold miss. Nothing in the runtime or the actor mutates a message.
 
 
 @final
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hit:
     """Lookup reply: a fresh stored value."""
 
@@ -171,7 +177,7 @@ class Hit:
 
 
 @final
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Lead:
     """Lookup reply: no entry, no load running: the asker runs the load."""
 
@@ -179,7 +185,7 @@ class Lead:
 
 
 @final
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Join:
     """Lookup reply: a load is running: wait for it."""
 
@@ -199,7 +205,7 @@ class Abandon(Message):
 
 
 @final
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Lookup(Request[LookupReply]):
     """Find ``key`` in ``spec``'s table: a value, a load to join, or a load to run.
 
@@ -220,7 +226,7 @@ class Lookup(Request[LookupReply]):
 
 
 @final
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Complete(Request[bool]):
     """``flight`` loaded ``value``; reply: whether it was stored."""
 

@@ -64,7 +64,7 @@ class SessionRecord:
 
 
 @final
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: on every call of a session (see resource_cache)
 class RecordCall(Request["LoopEvent | None"]):
     """Record a call of ``site`` with arguments ``key``; reply: the loop it
     makes, if any (and detection is on)."""
