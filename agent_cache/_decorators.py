@@ -14,8 +14,8 @@ import anyio
 from ._caches import CacheHost
 from ._keys import KeyMaker
 from ._loading import load_through
-from ._runtime import Runtime, current_runtime
-from ._session import AgentCacheSession, call_in_session, current_session
+from ._runtime import current_runtime
+from ._session import AgentCacheSession, current_session, session_call
 from ._tools import ToolDef, next_tool_id, register, tools_of
 from ._wrappers import compile_wrapper
 from .actors.loop_detector import ToolSite
@@ -202,14 +202,12 @@ class AgentCache:
 def _global_scoped(
     func: Callable[..., Awaitable[Any]], tool: ToolDef
 ) -> Callable[..., Coroutine[Any, Any, Any]]:
-    keys, spec, resource, site = tool.keys, tool.spec, tool.resource, tool.site
+    keys, spec, resource = tool.keys, tool.spec, tool.resource
 
     async def slow(
         ctx: object, key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        # Everything but a hit in an entered runtime (see _wrappers.py).
-        if ctx is not None and type(ctx) is not Runtime:
-            return await call_in_session(ctx, tool, site, func, key, args, kwargs)  # type: ignore[arg-type]
+        # No runtime in context yet, an unhashable argument, or a miss.
         rt = current_runtime()
         key = keys.hashable(key, args, kwargs)
         table = rt.tables.get(spec.tool_id)
@@ -221,23 +219,34 @@ def _global_scoped(
             return entry.value
         return await load_through(rt.host, resource, spec, key, func, args, kwargs)
 
-    return compile_wrapper(func, keys, spec.tool_id, slow, fast=True, has_ttl=spec.ttl is not None)
+    return compile_wrapper(
+        func,
+        keys,
+        spec.tool_id,
+        slow,
+        session_call(tool, func),
+        global_scope=True,
+        has_ttl=spec.ttl is not None,
+    )
 
 
 def _session_scoped(
     func: Callable[..., Awaitable[Any]], tool: ToolDef
 ) -> Callable[..., Coroutine[Any, Any, Any]]:
-    site = tool.site
-
-    async def slow(
+    async def outside_sessions(
         ctx: object, key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        if ctx is None or type(ctx) is Runtime:
-            # Outside any session a session-scoped tool just runs.
-            return await func(*args, **kwargs)
-        return await call_in_session(ctx, tool, site, func, key, args, kwargs)  # type: ignore[arg-type]
+        return await func(*args, **kwargs)  # outside any session: just run
 
-    return compile_wrapper(func, tool.keys, tool.spec.tool_id, slow, fast=False, has_ttl=False)
+    return compile_wrapper(
+        func,
+        tool.keys,
+        tool.spec.tool_id,
+        outside_sessions,
+        session_call(tool, func),
+        global_scope=False,
+        has_ttl=False,
+    )
 
 
 # -- AgentCacheInvalidator ----------------------------------------------------
