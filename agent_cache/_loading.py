@@ -22,10 +22,9 @@ from .actors.resource_cache import (
     FAILED,
     Abandon,
     Complete,
+    Entry,
     Fail,
     Flight,
-    Hit,
-    Lead,
     Lookup,
     ResourceCache,
     TableSpec,
@@ -62,9 +61,9 @@ async def load_through(
     every optional part. ``session_counters``, when given, counts the call as
     well (a session's own figures).
     """
+    lookup = Lookup(spec, key)
     try:
         ref = host.cache(resource)
-        lookup = Lookup(spec, key)
         try:
             reply = ref.ask_nowait(lookup)  # no coroutine when the actor is idle
         except WouldBlock:
@@ -78,19 +77,18 @@ async def load_through(
         logger.warning("agent_cache: %s runs uncached: %r", spec.name, exc)
         return await func(*args, **kwargs)
     if session_counters is not None:
-        kind = type(reply)
-        if kind is Hit:
+        if type(reply) is Entry:
             session_counters.hits += 1
-        elif kind is Lead:
+        elif reply.lookup is lookup:
             session_counters.misses += 1
         else:
             session_counters.coalesced += 1
     while True:
-        if isinstance(reply, Hit):
+        if type(reply) is Entry:
             return reply.value  # type: ignore[return-value]
-        flight = reply.flight
-        if isinstance(reply, Lead):
-            return await _lead(ref, spec, flight, func, args, kwargs)
+        flight: Flight = reply
+        if flight.lookup is lookup:
+            break  # ours to lead
         assert flight.event is not None
         # A cancelled waiter just stops waiting: the flight is not its own.
         await flight.event.wait()
@@ -101,20 +99,14 @@ async def load_through(
             raise flight.error
         # ABANDONED: the leader was cancelled. Look again: one of the woken
         # waiters leads the next load, the others join it (invariant 3).
+        lookup = Lookup(spec, key, retry=True)
         try:
-            reply = await ref.ask(Lookup(spec, key, retry=True))
+            reply = await ref.ask(lookup)
         except Exception:
             return await func(*args, **kwargs)
 
-
-async def _lead(
-    ref: ActorRef[ResourceCache],
-    spec: TableSpec,
-    flight: Flight,
-    func: Callable[..., Awaitable[T]],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> T:
+    # Lead the load, here in the caller's task (in this function, not another
+    # coroutine: each layer costs on every miss).
     try:
         value = await func(*args, **kwargs)
     except Exception as exc:

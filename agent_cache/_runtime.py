@@ -52,8 +52,10 @@ class Runtime:
         clock: seconds as a float, for TTLs and restart intensity. Defaults to
             `time.monotonic` (cheapest). Pass ``anyio.current_time`` to follow
             a virtual test clock such as trio's ``MockClock``.
-        restart_intensity: ``(max_restarts, within_seconds)`` for the actors'
-            supervisor; past it the caches stop and tools run uncached.
+        restart_intensity: ``(max_restarts, within_seconds)`` for each
+            supervisor: the global caches' and every session's. Past it that
+            subtree stops: its caches' tools run uncached (a session also
+            stops detecting loops); the rest carries on.
 
     Raises:
         TypeError: ``clock`` is not callable.
@@ -77,8 +79,10 @@ class Runtime:
             clock=self.clock,
             intensity=RestartIntensity(max_restarts, within),
         )
-        #: the global-scope caches
-        self.host = CacheHost("cache", self.system.root, self.clock)
+        #: the global-scope caches, in a subtree of their own: when they crash
+        #: past the restart intensity only they stop (tools then run uncached);
+        #: the sessions, siblings under the root, keep their loop detection.
+        self.host = CacheHost("cache", self.system.root.supervisor("cache"), self.clock)
         #: tool id -> table of the global scope, read by the hit fast path
         self.tables = self.host.tables
         #: resource -> the open sessions' hosts with a cache of it (for global writes)

@@ -24,7 +24,8 @@ order a little less exact.
 
 Messages
 --------
-``Lookup`` -> `Hit` | `Lead` | `Join`; ``Complete``; ``Fail``; ``Abandon``;
+``Lookup`` -> the `Entry` (hit) or a `Flight` (lead it if it is the asker's
+own, else join it); ``Complete``; ``Fail``; ``Abandon``;
 ``Invalidate``; ``Snapshot`` (statistics, for tests and metrics).
 
 Invariants kept here (numbers from DESIGN.md)
@@ -35,7 +36,7 @@ Invariants kept here (numbers from DESIGN.md)
    check), so a load that began before an invalidation is never stored, and a
    lookup after it never joins such a load.
 3. A flight whose leader is cancelled is resolved as abandoned, so its waiters
-   wake and retry (one of them leads the next load); a `Lead` reply that
+   wake and retry (one of them leads the next load); a flight to lead that
    reaches no asker becomes an `Abandon` (see `Lookup.reply_dropped`).
 4. `Fail` resolves the flight with the error and stores nothing.
 5. ``len(entries) <= maxsize`` after every handler.
@@ -62,11 +63,9 @@ __all__ = [
     "Entry",
     "Fail",
     "Flight",
-    "Hit",
     "Invalidate",
-    "Join",
-    "Lead",
     "Lookup",
+    "LookupReply",
     "ResourceCache",
     "Snapshot",
     "SnapshotReply",
@@ -114,11 +113,13 @@ class Flight:
     ``event``, made only when the first waiter joins.
     """
 
-    __slots__ = ("error", "event", "key", "started", "state", "value")
+    __slots__ = ("error", "event", "key", "lookup", "started", "state", "value")
 
-    def __init__(self, key: Hashable, started: float) -> None:
+    def __init__(self, key: Hashable, started: float, lookup: Lookup) -> None:
         self.key = key
         self.started = started
+        #: the lookup whose asker leads (runs) this load
+        self.lookup = lookup
         self.state = RUNNING
         self.value: object = None
         self.error: BaseException | None = None
@@ -168,31 +169,11 @@ class Table:
 # on a cold miss. Nothing in the runtime or the actor mutates a message.
 
 
-@final
-@dataclass(slots=True)
-class Hit:
-    """Lookup reply: a fresh stored value."""
-
-    value: object
-
-
-@final
-@dataclass(slots=True)
-class Lead:
-    """Lookup reply: no entry, no load running: the asker runs the load."""
-
-    flight: Flight
-
-
-@final
-@dataclass(slots=True)
-class Join:
-    """Lookup reply: a load is running: wait for it."""
-
-    flight: Flight
-
-
-LookupReply = Hit | Lead | Join
+# A lookup's reply is the stored `Entry` (a hit) or the `Flight` of the load
+# for the key: a new one led by the asker when ``flight.lookup`` is the asker's
+# own Lookup, else a running one to join. No reply object is built: on a cold
+# miss every allocation shows (see the note above).
+LookupReply = Entry | Flight
 
 
 @final
@@ -219,9 +200,9 @@ class Lookup(Request[LookupReply]):
 
     def reply_dropped(self, reply: LookupReply) -> Message | None:
         # The asker was elected to run the load but is gone: release the flight.
-        if isinstance(reply, Lead):
-            reply.flight.abandon()
-            return Abandon(self.spec, reply.flight)
+        if type(reply) is Flight and reply.lookup is self:
+            reply.abandon()
+            return Abandon(self.spec, reply)
         return None
 
 
@@ -305,24 +286,25 @@ class ResourceCache(Actor):
             del published[tool_id]
 
     def receive(self, message: Message) -> object:
-        match message:
-            case Lookup():
-                return self.on_lookup(message)
-            case Complete():
-                return self.on_complete(message)
-            case Fail():
-                self.on_fail(message)
-                return None
-            case Abandon():
-                self.on_abandon(message)
-                return None
-            case Invalidate():
-                return self.on_invalidate(message)
-            case Snapshot():
-                return SnapshotReply(
-                    {t: len(table.entries) for t, table in self.tables.items()},
-                    {t: len(table.flights) for t, table in self.tables.items()},
-                )
+        # Exact type tests, most frequent first: every miss sends two messages.
+        kind = type(message)
+        if kind is Lookup:
+            return self.on_lookup(message)  # type: ignore[arg-type]
+        if kind is Complete:
+            return self.on_complete(message)  # type: ignore[arg-type]
+        if kind is Invalidate:
+            return self.on_invalidate(message)  # type: ignore[arg-type]
+        if kind is Fail:
+            self.on_fail(message)  # type: ignore[arg-type]
+            return None
+        if kind is Abandon:
+            self.on_abandon(message)  # type: ignore[arg-type]
+            return None
+        if kind is Snapshot:
+            return SnapshotReply(
+                {t: len(table.entries) for t, table in self.tables.items()},
+                {t: len(table.flights) for t, table in self.tables.items()},
+            )
         raise TypeError(f"ResourceCache {self.resource!r} got unknown message {message!r}")
 
     def on_stop(self, reason: str) -> None:
@@ -339,17 +321,20 @@ class ResourceCache(Actor):
         return table
 
     def on_lookup(self, msg: Lookup) -> LookupReply:
-        table = self._table(msg.spec)
+        spec = msg.spec
+        table = self.tables.get(spec.tool_id) or self._table(spec)
         counters = self.counters
         key = msg.key
         entry = table.entries.get(key)
-        now = self.clock()
+        # The clock only matters with a TTL (entries of tools without one
+        # never expire): skip the call otherwise.
+        now = self.clock() if spec.ttl is not None else 0.0
         if entry is not None:
             if now < entry.expires:
                 if not msg.retry:
                     counters.hits += 1
                 table.entries.move_to_end(key)
-                return Hit(entry.value)
+                return entry
             del table.entries[key]
             counters.expirations += 1
         flight = table.flights.get(key)
@@ -363,12 +348,12 @@ class ResourceCache(Actor):
                 counters.coalesced += 1
             if flight.event is None:
                 flight.event = anyio.Event()
-            return Join(flight)
+            return flight
         if not msg.retry:
             counters.misses += 1
         counters.loads += 1
-        flight = table.flights[key] = Flight(key, now)
-        return Lead(flight)
+        flight = table.flights[key] = Flight(key, now, msg)
+        return flight
 
     def _detach(self, spec: TableSpec, flight: Flight) -> Table | None:
         """Remove ``flight`` from its table if attached; return the table if so."""
@@ -387,9 +372,12 @@ class ResourceCache(Actor):
         spec = table.spec
         if spec.ttl == 0 or spec.maxsize == 0:
             return False
-        expires = math.inf if spec.ttl is None else msg.flight.started + spec.ttl
-        if expires <= self.clock():
-            return False
+        if spec.ttl is None:
+            expires = math.inf
+        else:
+            expires = msg.flight.started + spec.ttl
+            if expires <= self.clock():
+                return False
         entries = table.entries
         entries[msg.flight.key] = Entry(msg.value, expires)
         entries.move_to_end(msg.flight.key)
