@@ -1058,6 +1058,64 @@ def targets(report: Report, params: Params) -> list[str]:
     return out
 
 
+def chart(report: Report, path: Path) -> bool:
+    """Draw the headline figures as a PNG; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        progress("no matplotlib (the bench extra has it): no chart")
+        return False
+    panels = [
+        ("cache hit, x raw await, log scale (lower is better)", "hit"),
+        ("swarm throughput, x no cache (higher is better)", "swarm"),
+        ("stale reads in the swarm (lower is better)", "stale"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    for ax, (title, what) in zip(axes, panels, strict=True):
+        labels: list[str] = []
+        values: list[float] = []
+        for backend in BACKENDS:
+            raw = report.hits.get(backend, {}).get("raw")
+            base = report.swarm.get(("no cache", backend))
+            for name in CONTENDERS:
+                value: float | None = None
+                if what == "hit":
+                    hit = report.hits.get(backend, {}).get(name)
+                    if hit is not None and hit.ns and raw is not None and raw.ns:
+                        value = hit.ns / raw.ns
+                else:
+                    result = report.swarm.get((name, backend))
+                    if result is not None and swarm_ok(result):
+                        if what == "stale":
+                            value = float(result.stale)
+                        elif swarm_ok(base):
+                            value = _swarm_rate(result) / _swarm_rate(base)  # type: ignore[arg-type]
+                if value is not None:
+                    labels.append(f"{name}\n({backend})")
+                    values.append(value)
+        colors = ["tab:green" if "agent_cache" in label else "tab:gray" for label in labels]
+        ax.barh(labels, values, color=colors)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=8)
+        if what == "hit":
+            ax.set_xscale("log")
+        if what == "swarm":
+            ax.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
+        for y, v in enumerate(values):
+            ax.text(
+                v, y, f" {v:,.2f}" if what != "stale" else f" {v:,.0f}", va="center", fontsize=7
+            )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
@@ -1078,6 +1136,9 @@ def main(argv: list[str] | None = None) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
         progress(f"written to {output}")
+        png = output.with_suffix(".png")
+        if chart(report, png):
+            progress(f"chart written to {png}")
 
 
 if __name__ == "__main__":
