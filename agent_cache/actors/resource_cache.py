@@ -379,20 +379,32 @@ class ResourceCache(Actor):
             if expires <= self.clock():
                 return False
         entries = table.entries
-        entries[msg.flight.key] = Entry(msg.value, expires)
-        entries.move_to_end(msg.flight.key)
-        if spec.maxsize is not None and len(entries) > spec.maxsize:
-            self._evict(table, spec.maxsize)
+        key = msg.flight.key
+        maxsize = spec.maxsize
+        if maxsize is None or len(entries) + (key not in entries) <= maxsize:
+            entries[key] = Entry(msg.value, expires)
+            entries.move_to_end(key)
+            return True
+        # Full: replay the hits first. They all happened before this value was
+        # stored, so they rank below it (replayed after the insert, they made
+        # the entry just loaded the least recently used, and evicted it).
+        self._replay(table)
+        entries[key] = Entry(msg.value, expires)
+        entries.move_to_end(key)
+        self._evict(table, maxsize)
         return True
 
-    def _evict(self, table: Table, maxsize: int) -> None:
+    def _replay(self, table: Table) -> None:
+        """Replay the hits the fast path saw, oldest first, into the LRU order."""
         entries = table.entries
         reads = table.reads
-        # Replay the hits the fast path saw, oldest first, into the LRU order.
         while reads:
             key = reads.popleft()
             if key in entries:
                 entries.move_to_end(key)
+
+    def _evict(self, table: Table, maxsize: int) -> None:
+        entries = table.entries
         while len(entries) > maxsize:
             entries.popitem(last=False)
             self.counters.evictions += 1
