@@ -28,7 +28,7 @@ and the window ``window`` calls.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, final
@@ -141,7 +141,7 @@ class LoopDetector:
         self.session_id = session_id
         self.calls = 0
         self.blocked: set[int] = set()
-        self._seen: dict[tuple[int, Hashable], _Seen] = {}
+        self._seen: OrderedDict[tuple[int, Hashable], _Seen] = OrderedDict()
         self._next_ident = 0
         self._epochs: dict[str, int] = {}
         self._window: deque[tuple[_Seen, int]] | None = (
@@ -173,17 +173,21 @@ class LoopDetector:
 
         ident = (call.tool_id, key)
         seen_calls = self._seen
-        seen = seen_calls.pop(ident, None)  # re-inserted below: LRU order
+        seen = seen_calls.get(ident)
         if seen is None:
             limit = limits.tool_repeats.get(call.tool, limits.max_repeats)
-            seen = _Seen(self._next_ident, epoch, call.tool, limit)
+            seen = seen_calls[ident] = _Seen(self._next_ident, epoch, call.tool, limit)
             self._next_ident += 1
-            if len(seen_calls) >= limits.max_tracked:
-                del seen_calls[next(iter(seen_calls))]
-        elif seen.epoch != epoch:
-            seen.epoch = epoch
-            seen.count = 0
-        seen_calls[ident] = seen
+            if len(seen_calls) > limits.max_tracked:
+                # An OrderedDict, not a dict: popping a plain dict's first key
+                # again and again scans the holes left at its front, and the
+                # session slowed to half speed once it tracked max_tracked calls.
+                seen_calls.popitem(last=False)
+        else:
+            seen_calls.move_to_end(ident)
+            if seen.epoch != epoch:
+                seen.epoch = epoch
+                seen.count = 0
         seen.count += 1
         window = self._window
         if window is not None:
