@@ -321,7 +321,10 @@ def session_call(tool: ToolDef, func: Callable[..., Awaitable[Any]]) -> SessionC
     async def in_session(
         session: AgentCacheSession, key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        key = keys.hashable(key, args, kwargs)
+        try:
+            hash(key)
+        except TypeError:
+            key = keys.hashable(key, args, kwargs)
         short_circuit = False
         ref = session._ref
         if session._state == "open" and ref is not None:
