@@ -199,6 +199,7 @@ class LoopDetector:
                 old, old_epoch = window.popleft()
                 if old.epoch == old_epoch and old.count > 0:
                     old.count -= 1
+            count = seen.count  # the call that left the window may be this one
 
         # Cycles: runs[p] counts the latest calls equal to the call p before.
         history = self._history
