@@ -96,7 +96,7 @@ async def load_through(
             return flight.value  # type: ignore[return-value]
         if flight.state == FAILED:
             assert flight.error is not None
-            raise flight.error
+            raise flight.error.with_traceback(flight.error_tb)
         # ABANDONED: the leader was cancelled. Look again: one of the woken
         # waiters leads the next load, the others join it (invariant 3).
         lookup = Lookup(spec, key, retry=True)

@@ -50,6 +50,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Final, final
 
 import anyio
@@ -113,7 +114,7 @@ class Flight:
     ``event``, made only when the first waiter joins.
     """
 
-    __slots__ = ("error", "event", "key", "lookup", "started", "state", "value")
+    __slots__ = ("error", "error_tb", "event", "key", "lookup", "started", "state", "value")
 
     def __init__(self, key: Hashable, started: float, lookup: Lookup) -> None:
         self.key = key
@@ -123,6 +124,7 @@ class Flight:
         self.state = RUNNING
         self.value: object = None
         self.error: BaseException | None = None
+        self.error_tb: TracebackType | None = None
         self.event: anyio.Event | None = None
 
     def _settle(self, state: int) -> None:
@@ -136,8 +138,14 @@ class Flight:
         self._settle(DONE)
 
     def reject(self, error: BaseException) -> None:
-        """The load raised: every waiter gets ``error`` (nothing is cached)."""
+        """The load raised: every waiter gets ``error`` (nothing is cached).
+
+        Its traceback is saved, so each waiter re-raises it from the load's
+        frames plus its own, as `asyncio.Future.result` does, not from the
+        frames of every waiter that raised it before.
+        """
         self.error = error
+        self.error_tb = error.__traceback__
         self._settle(FAILED)
 
     def abandon(self) -> None:
