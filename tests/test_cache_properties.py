@@ -827,21 +827,15 @@ async def test_invariant_2_load_running_across_a_write_is_never_served_after_it(
 # -- regressions -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "every waiter of a failed load re-raises the one exception object (`raise "
-        "flight.error` in _loading.load_through), so its __traceback__ grows by each "
-        "waiter's frames: the k-th waiter's error carries the frames of the k-1 before it"
-    ),
-)
 async def test_invariant_4_each_waiter_gets_the_error_with_its_own_traceback() -> None:
     """Waiters of one failed load each get its error, with their own traceback only.
 
     Like `asyncio.Future.result`, which re-raises with the traceback it saved,
-    a waiter's traceback should hold its own frames and the load's, not those
-    of every waiter that raised the same error before it (that keeps all their
-    frames alive, and makes logging N waiters' errors cost O(N**2)).
+    a waiter's traceback holds its own frames and the load's, not those of
+    every waiter that raised the same error before it (that kept all their
+    frames alive, and made logging N waiters' errors cost O(N**2)). Regression:
+    the k-th waiter's error carried the frames of the k-1 before it, because
+    every waiter re-raised the one exception object as it stood.
     """
     world = World(Plan((1,), failing_loads=frozenset({0})))
     seen: list[int] = []
