@@ -160,11 +160,18 @@ Step: TypeAlias = Read | Write | Burst | Pause | Advance | Session
 @dataclass(frozen=True)
 class Plan:
     """The faults: checkpoints per datastore await (used in turn), load ids
-    that fail, handler-call numbers that crash, the runtime's restart intensity."""
+    that fail, handler calls that crash, the runtime's restart intensity.
+
+    A crash is ``(view, n)``: the ``n``-th handler call (from 0) of view
+    ``view``'s actors, where view 0 is the runtime's caches and view ``j`` the
+    ``j``-th session opened (its caches and its session actor). Counting per
+    view keeps a plan's meaning independent of the order in which one write
+    reaches several sessions (a set, in the library).
+    """
 
     delays: tuple[int, ...] = (1,)
     failing_loads: frozenset[int] = frozenset()
-    crashes: frozenset[int] = frozenset()
+    crashes: frozenset[tuple[int, int]] = frozenset()
     restart_intensity: tuple[int, float] = (3, 5.0)
 
 
@@ -288,7 +295,8 @@ class CallRecord:
 
 @dataclass(frozen=True)
 class CrashRecord:
-    """An injected crash: handler-call number, handler, view, the call it met."""
+    """An injected crash: the view's handler-call number, the handler, the
+    view, the call it met, the clock."""
 
     n: int
     handler: str
@@ -323,6 +331,11 @@ class View:
     metrics: dict[str, float] = field(default_factory=dict)
     trace: list[tuple[str, Hashable]] = field(default_factory=list)
     gave_up: bool = False  # its supervisor had stopped when it closed
+
+    @property
+    def number(self) -> int:
+        """0 for the runtime's caches, j + 1 for session "s<j>" (see `Plan`)."""
+        return 0 if self.session is None else int(self.name[1:]) + 1
 
 
 # -- the tools --------------------------------------------------------------------------------
@@ -538,7 +551,7 @@ class World:
         self.views: dict[str, View] = {}
         self._by_tables: dict[int, View] = {}
         self.timeline: list[tuple[str, Any]] = []
-        self.handler_calls = 0
+        self.handler_calls: dict[str, int] = {}
         self.marks: dict[int, str] = {}  # task id -> the view that elected it, or "crash"
         self.current: dict[int, CallRecord] = {}
         self.sessions = 0
@@ -586,10 +599,10 @@ class World:
 
     # -- what the actors report (see `instrumented`) ------------------------------------------
 
-    def _crash_due(self) -> tuple[int, bool]:
-        n = self.handler_calls
-        self.handler_calls += 1
-        return n, n in self.plan.crashes
+    def _crash_due(self, view: View) -> tuple[int, bool]:
+        n = self.handler_calls.get(view.name, 0)
+        self.handler_calls[view.name] = n + 1
+        return n, (view.number, n) in self.plan.crashes
 
     def on_cache_handler(
         self, name: str, original: Callable[..., Any], actor: ResourceCache, message: Any
@@ -598,7 +611,7 @@ class World:
         if view is None:
             self.violation(f"a {name} reached a cache of no known view")
             return original(actor, message)
-        n, crash = self._crash_due()
+        n, crash = self._crash_due(view)
         task = task_id()
         call = self.current.get(task)
         if crash:
@@ -641,7 +654,7 @@ class World:
             self.violation(f"session actor {actor.session_id} handled {message!r} unexpectedly")
             return original(actor, message)
         is_call = isinstance(message, RecordCall)
-        n, crash = self._crash_due()
+        n, crash = self._crash_due(view)
         if crash:
             self.crashes.append(
                 CrashRecord(

@@ -22,7 +22,7 @@ asyncio's FIFO scheduling never produces.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
 import pytest
@@ -89,7 +89,7 @@ limits = st.builds(
 )
 
 
-def plans(crashes: st.SearchStrategy[frozenset[int]]) -> st.SearchStrategy[Plan]:
+def plans(crashes: st.SearchStrategy[Crashes]) -> st.SearchStrategy[Plan]:
     return st.builds(
         Plan,
         delays=st.lists(st.integers(0, 3), min_size=1, max_size=6).map(tuple),
@@ -99,9 +99,14 @@ def plans(crashes: st.SearchStrategy[frozenset[int]]) -> st.SearchStrategy[Plan]
     )
 
 
-no_crashes: st.SearchStrategy[frozenset[int]] = st.just(frozenset())
-sparse_crashes = st.frozensets(st.integers(0, 80), max_size=3)
-crash_storms = st.frozensets(st.integers(0, 60), min_size=3, max_size=30)
+# (view, n): the n-th handler call of view 0 (the runtime's caches) or of the
+# j-th session opened (view j + 1) crashes.
+Crashes: TypeAlias = frozenset[tuple[int, int]]
+no_crashes: st.SearchStrategy[Crashes] = st.just(frozenset())
+sparse_crashes = st.frozensets(st.tuples(st.integers(0, 4), st.integers(0, 40)), max_size=3)
+crash_storms = st.frozensets(
+    st.tuples(st.integers(0, 4), st.integers(0, 30)), min_size=3, max_size=30
+)
 
 
 @st.composite
@@ -109,7 +114,7 @@ def programs(
     draw: st.DrawFn,
     *,
     concurrent: bool,
-    crashes: st.SearchStrategy[frozenset[int]],
+    crashes: st.SearchStrategy[Crashes],
     max_agents: int,
     max_steps: int,
     min_steps: int = 1,
@@ -150,13 +155,17 @@ def programs(
         )
     step = st.one_of(simple)
     if draw(st.booleans()):
-        session = st.builds(
-            Session,
-            steps=st.lists(step, min_size=1, max_size=max_steps).map(tuple),
-            limits=limits,
-            cancel_after=cancel if concurrent else st.none(),
-        )
-        step = st.one_of(step, session)
+
+        def sessions(inner: st.SearchStrategy[Step]) -> st.SearchStrategy[Step]:
+            return st.builds(
+                Session,
+                steps=st.lists(inner, min_size=1, max_size=max_steps).map(tuple),
+                limits=limits,
+                cancel_after=cancel if concurrent else st.none(),
+            )
+
+        # Sessions, some holding a session of their own (independent of it).
+        step = st.one_of(step, sessions(st.one_of(step, step, sessions(step))))
     agents = st.lists(step, min_size=min_steps, max_size=max_steps).map(tuple)
     return Program(
         draw(st.lists(agents, min_size=1, max_size=max_agents).map(tuple)),
@@ -187,7 +196,7 @@ R1_SESSION_AFTER_GIVE_UP = Program(
             Session(steps=(), limits=Limits(max_tool_repeats=1, max_execution_depth=3)),
         ),
     ),
-    plan=Plan(delays=(0,), crashes=frozenset({0}), restart_intensity=(0, 1.0)),
+    plan=Plan(delays=(0,), crashes=frozenset({(0, 0)}), restart_intensity=(0, 1.0)),
 )
 
 #: R2: with maxsize=2, two hits on both cached keys, then a miss on a third:
