@@ -7,12 +7,12 @@ hit fast path, and counters per resource that outlive actor restarts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import final
 
 from ._metrics import hub
 from .actors.counters import CacheCounters
-from .actors.resource_cache import ResourceCache, Table
+from .actors.resource_cache import Entry, ResourceCache, Table, TableSpec
 from .runtime import ActorRef, Supervisor
 
 __all__ = ["CacheHost"]
@@ -70,6 +70,23 @@ class CacheHost:
             if first and self.on_new_cache is not None:
                 self.on_new_cache(resource, self)
         return ref
+
+    def hit(self, spec: TableSpec, key: Hashable, *, count: bool = True) -> Entry | None:
+        """The fresh entry of ``key`` in ``spec``'s published table, or None.
+
+        The slow paths' hit check (the compiled wrapper inlines its own).
+        With ``count``, the hit is counted and recorded for the LRU order.
+        """
+        table = self.tables.get(spec.tool_id)
+        if table is None:
+            return None
+        entry = table.entries.get(key)
+        if entry is None or (spec.ttl is not None and self.clock() >= entry.expires):
+            return None
+        if count:
+            table.reads.append(key)
+            table.counters.hits += 1
+        return entry
 
     def existing(self, resource: str) -> ActorRef[ResourceCache] | None:
         """The cache actor of ``resource`` if one was started and runs, else None."""

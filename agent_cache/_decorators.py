@@ -212,12 +212,8 @@ def _global_scoped(
         # No runtime in context yet, an unhashable argument, or a miss.
         rt = current_runtime()
         key = keys.hashable(key, args, kwargs)
-        table = rt.tables.get(spec.tool_id)
-        entry = table.entries.get(key) if table is not None else None
-        if entry is not None and (spec.ttl is None or rt.clock() < entry.expires):
-            assert table is not None
-            table.reads.append(key)
-            table.counters.hits += 1
+        entry = rt.host.hit(spec, key)
+        if entry is not None:
             return entry.value
         return await load_through(rt.host, resource, spec, key, func, args, kwargs)
 

@@ -185,13 +185,9 @@ def make_asyncstdlib(loader: Read, writer: Write, maxsize: int | None) -> Cached
     return Cached(read, write)
 
 
-def make_aiocache(loader: Read, writer: Write, maxsize: int | None) -> Cached:
-    # Defaults, as users get them: in-memory, no TTL, unbounded, and the
-    # default 5 s operation timeout (an asyncio.wait_for per get and set).
-    from aiocache import cached
-
-    read = cached()(loader)
-    cache = read.cache  # type: ignore[attr-defined]
+def _aiocache(decorator: Any, loader: Read, writer: Write) -> Cached:
+    read = decorator(loader)
+    cache = read.cache
 
     async def write(key: int) -> int:
         try:
@@ -200,6 +196,14 @@ def make_aiocache(loader: Read, writer: Write, maxsize: int | None) -> Cached:
             await cache.clear()
 
     return Cached(read, write, cache.close)
+
+
+def make_aiocache(loader: Read, writer: Write, maxsize: int | None) -> Cached:
+    # Defaults, as users get them: in-memory, no TTL, unbounded, and the
+    # default 5 s operation timeout (an asyncio.wait_for per get and set).
+    from aiocache import cached
+
+    return _aiocache(cached(), loader, writer)
 
 
 def make_aiocache_stampede(loader: Read, writer: Write, maxsize: int | None) -> Cached:
@@ -207,16 +211,7 @@ def make_aiocache_stampede(loader: Read, writer: Write, maxsize: int | None) -> 
     # caller loads while the others poll the cache.
     from aiocache import cached_stampede
 
-    read = cached_stampede()(loader)
-    cache = read.cache  # type: ignore[attr-defined]
-
-    async def write(key: int) -> int:
-        try:
-            return await writer(key)
-        finally:
-            await cache.clear()
-
-    return Cached(read, write, cache.close)
+    return _aiocache(cached_stampede(), loader, writer)
 
 
 def make_cashews(loader: Read, writer: Write, maxsize: int | None) -> Cached:
