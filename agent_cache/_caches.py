@@ -22,7 +22,16 @@ __all__ = ["CacheHost"]
 class CacheHost:
     """Resource-cache actors of one owner, started on first use."""
 
-    __slots__ = ("_caches", "_counters", "clock", "name", "on_new_cache", "supervisor", "tables")
+    __slots__ = (
+        "_counters",
+        "clock",
+        "name",
+        "new_gate",
+        "on_new_cache",
+        "refs",
+        "supervisor",
+        "tables",
+    )
 
     def __init__(
         self,
@@ -35,13 +44,16 @@ class CacheHost:
         self.supervisor = supervisor
         self.clock = clock
         self.on_new_cache = on_new_cache
+        #: makes the gate that callers of a running load wait on
+        self.new_gate = supervisor.system.new_gate
         #: tool id -> table, read by the hit fast path (written by actors only)
         self.tables: dict[int, Table] = {}
-        self._caches: dict[str, ActorRef[ResourceCache]] = {}
+        #: resource -> its cache actor, as last started (see `cache`)
+        self.refs: dict[str, ActorRef[ResourceCache]] = {}
         self._counters: dict[str, CacheCounters] = {}
 
     def __repr__(self) -> str:
-        return f"<CacheHost {self.name!r} resources={sorted(self._caches)}>"
+        return f"<CacheHost {self.name!r} resources={sorted(self.refs)}>"
 
     def counters(self, resource: str) -> CacheCounters:
         """The counters of ``resource`` here (made, and registered, on first use)."""
@@ -57,7 +69,7 @@ class CacheHost:
         Raises:
             ActorStoppedError: the supervisor gave up (restart intensity exceeded).
         """
-        ref = self._caches.get(resource)
+        ref = self.refs.get(resource)
         if ref is None or ref.stopped is not None:
             counters = self.counters(resource)
             tables, clock = self.tables, self.clock
@@ -65,8 +77,8 @@ class CacheHost:
                 lambda: ResourceCache(resource, tables, counters, clock),
                 name=f"{self.name}:{resource}",
             )
-            first = resource not in self._caches
-            self._caches[resource] = ref
+            first = resource not in self.refs
+            self.refs[resource] = ref
             if first and self.on_new_cache is not None:
                 self.on_new_cache(resource, self)
         return ref
@@ -90,13 +102,13 @@ class CacheHost:
 
     def existing(self, resource: str) -> ActorRef[ResourceCache] | None:
         """The cache actor of ``resource`` if one was started and runs, else None."""
-        ref = self._caches.get(resource)
+        ref = self.refs.get(resource)
         return ref if ref is not None and ref.stopped is None else None
 
     @property
     def resources(self) -> list[str]:
         """The resources with a cache here."""
-        return list(self._caches)
+        return list(self.refs)
 
     def close(self) -> None:
         """Drop every table and fold the counters into the process totals."""

@@ -14,8 +14,8 @@ from anyio import WouldBlock
 
 from ._caches import CacheHost
 from ._keys import KeyMaker
-from ._loading import load_through
-from ._runtime import current_runtime
+from ._loading import ToolLoads, load_through
+from ._runtime import Runtime, current_runtime
 from ._session import AgentCacheSession, current_session, session_call
 from ._tools import ToolDef, next_tool_id, register, tools_of
 from ._wrappers import compile_wrapper
@@ -187,7 +187,8 @@ class AgentCache:
         spec = TableSpec(next_tool_id(), name, self.ttl, self.maxsize)
         qualname = getattr(func, "__qualname__", name)
         site = ToolSite(spec.tool_id, name, qualname, reads=(self.resource,))
-        tool = ToolDef(spec, keys, self.resource, self.scope, site)
+        loads = ToolLoads(spec, self.resource)
+        tool = ToolDef(spec, keys, self.resource, self.scope, site, loads)
         register(tool)
         if self.scope == "session":
             wrapper = _session_scoped(func, tool)
@@ -204,28 +205,21 @@ class AgentCache:
 def _global_scoped(
     func: Callable[..., Awaitable[Any]], tool: ToolDef
 ) -> Callable[..., Coroutine[Any, Any, Any]]:
-    keys, spec, resource = tool.keys, tool.spec, tool.resource
+    keys, spec, loads = tool.keys, tool.spec, tool.loads
 
     async def slow(
         ctx: object, key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        # No runtime in context yet, an unhashable argument, or a miss.
+        # No runtime in context yet, an unhashable argument, a load to join,
+        # or a busy actor.
         rt = current_runtime()
         key = keys.hashable(key, args, kwargs)
         entry = rt.host.hit(spec, key)
         if entry is not None:
             return entry.value
-        return await load_through(rt.host, resource, spec, key, func, args, kwargs)
+        return await load_through(loads, rt.host, key, func, args, kwargs)
 
-    return compile_wrapper(
-        func,
-        keys,
-        spec.tool_id,
-        slow,
-        session_call(tool, func),
-        global_scope=True,
-        has_ttl=spec.ttl is not None,
-    )
+    return compile_wrapper(func, tool, slow, session_call(tool, func), global_scope=True)
 
 
 def _session_scoped(
@@ -237,13 +231,7 @@ def _session_scoped(
         return await func(*args, **kwargs)  # outside any session: just run
 
     return compile_wrapper(
-        func,
-        tool.keys,
-        tool.spec.tool_id,
-        outside_sessions,
-        session_call(tool, func),
-        global_scope=False,
-        has_ttl=False,
+        func, tool, outside_sessions, session_call(tool, func), global_scope=False
     )
 
 
@@ -329,6 +317,7 @@ class AgentCacheInvalidator:
         keys = KeyMaker(func, 0, name)
         qualname = getattr(func, "__qualname__", name)
         site = ToolSite(next_tool_id(), name, qualname, writes=resources)
+        clear_plans = dict.fromkeys(resources, _CLEAR_ALL)
 
         async def agent_cache_invalidator(*args: Any, **kwargs: Any) -> Any:
             session = current_session()
@@ -336,7 +325,10 @@ class AgentCacheInvalidator:
                 key = keys(args, kwargs)
                 if await session._record_call(site, key) == "short_circuit":
                     return None  # a looping write is not run again
-            plans = {r: _plan(r, scope, key_fn, args, kwargs) for r in resources}
+            if key_fn is None:
+                plans = clear_plans
+            else:
+                plans = {r: _plan(r, key_fn, scope, args, kwargs) for r in resources}
             try:
                 return await func(*args, **kwargs)
             finally:
@@ -380,13 +372,13 @@ _CLEAR_ALL = Invalidate()  # messages are immutable: one serves every clear_all 
 
 def _plan(
     resource: str,
+    key_fn: Callable[[tuple[Any, ...], dict[str, Any]], Any],
     scope: Scope,
-    key_fn: Callable[[tuple[Any, ...], dict[str, Any]], Any] | None,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Invalidate:
-    if key_fn is None:
-        return _CLEAR_ALL
+    """What a key_fn write drops in ``resource``: the keys its calls name, and
+    whole tables of read tools whose signature does not fit them."""
     calls = _calls(key_fn(args, kwargs))
     keys: dict[int, tuple[Hashable, ...]] = {}
     whole: set[int] = set()
@@ -408,38 +400,43 @@ def _invalidate_nowait(
 
     Returns the caches that were busy: the caller must still ask those.
     """
+    rt: Runtime | None = None
     if scope == "session":
-        own = session.open_host if session is not None else None
-        if own is None:
+        primary = session.open_host if session is not None else None
+        if primary is None:
             return []  # a session-scoped write outside any session has nothing to drop
-        primary = own
-
-        def reached(resource: str) -> list[CacheHost]:
-            return [own]
-
     else:
         rt = (session.runtime if session is not None else None) or current_runtime()
         primary = rt.host
-
-        def reached(resource: str) -> list[CacheHost]:
-            return [rt.host, *rt.session_hosts.get(resource, ())]
-
     waiting: list[tuple[ActorRef[ResourceCache], Invalidate]] = []
     for resource, plan in plans.items():
         primary.counters(resource).invalidations += 1
         if session is not None:
             session.counters.invalidations += 1
-        for host in reached(resource):
-            ref = host.existing(resource)
-            if ref is None:
-                continue
-            try:
-                ref.ask_nowait(plan)
-            except WouldBlock:
-                waiting.append((ref, plan))
-            except Exception:
-                _log_failed_invalidation(resource)
+        _send_invalidate(primary, resource, plan, waiting)
+        if rt is not None:
+            for host in rt.session_hosts.get(resource, ()):
+                _send_invalidate(host, resource, plan, waiting)
     return waiting
+
+
+def _send_invalidate(
+    host: CacheHost,
+    resource: str,
+    plan: Invalidate,
+    waiting: list[tuple[ActorRef[ResourceCache], Invalidate]],
+) -> None:
+    """Invalidate ``host``'s cache of ``resource`` now, or add it to ``waiting``
+    when it is busy."""
+    ref = host.existing(resource)
+    if ref is None:
+        return
+    try:
+        ref.ask_nowait(plan)
+    except WouldBlock:
+        waiting.append((ref, plan))
+    except Exception:
+        _log_failed_invalidation(resource)
 
 
 async def _ask_invalidate(ref: ActorRef[ResourceCache], plan: Invalidate) -> None:

@@ -95,11 +95,22 @@ class SignatureCode:
             is keyed (no tuple to build and hash on every hit), else a tuple.
         call_args, call_kwargs: expressions to call the tool with the very
             arguments received.
+        call: the same as an argument list, ``tool({call})`` (no tuple or
+            dict is built for it).
         namespace: the default values (and helpers) the fragments refer to.
         names: the parameter names, to check for clashes with generated names.
     """
 
-    __slots__ = ("call_args", "call_kwargs", "key", "names", "namespace", "params", "single")
+    __slots__ = (
+        "call",
+        "call_args",
+        "call_kwargs",
+        "key",
+        "names",
+        "namespace",
+        "params",
+        "single",
+    )
 
     def __init__(self, sig: inspect.Signature, skip: int) -> None:
         params = list(sig.parameters.values())
@@ -110,6 +121,7 @@ class SignatureCode:
         keyed: list[str] = []
         positional_args: list[str] = []
         keyword_args: list[str] = []
+        direct_keywords: list[str] = []
         self.namespace: dict[str, Any] = {"_ac_sorted_": _sorted_items}
         positional = 0
         star = False
@@ -128,6 +140,7 @@ class SignatureCode:
             if p.kind is _P.VAR_KEYWORD:
                 names.append(f"**{name}")
                 keyword_args.append(f"**{name}")
+                direct_keywords.append(f"**{name}")
                 keyed.append(f"_ac_sorted_({name})")
                 continue
             if p.kind is _P.KEYWORD_ONLY and not star:
@@ -142,6 +155,7 @@ class SignatureCode:
                 names.append("/")
             if p.kind is _P.KEYWORD_ONLY:
                 keyword_args.append(f"{name!r}: {name}")
+                direct_keywords.append(f"{name}={name}")
             else:
                 positional_args.append(name)
                 positional += 1
@@ -157,6 +171,7 @@ class SignatureCode:
         self.key = keyed[0] if plain else f"({''.join(k + ', ' for k in keyed)})"
         self.call_args = f"({''.join(a + ', ' for a in positional_args)})"
         self.call_kwargs = f"{{{', '.join(keyword_args)}}}"
+        self.call = ", ".join(positional_args + direct_keywords)
 
 
 def _sorted_items(kwargs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:

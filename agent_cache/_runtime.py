@@ -85,6 +85,8 @@ class Runtime:
         self.host = CacheHost("cache", self.system.root.supervisor("cache"), self.clock)
         #: tool id -> table of the global scope, read by the hit fast path
         self.tables = self.host.tables
+        #: resource -> its cache actor, for the miss fast path
+        self.refs = self.host.refs
         #: resource -> the open sessions' hosts with a cache of it (for global writes)
         self.session_hosts: dict[str, set[CacheHost]] = {}
         self._token: contextvars.Token[Runtime | AgentCacheSession | None] | None = None

@@ -315,7 +315,7 @@ def session_call(tool: ToolDef, func: Callable[..., Awaitable[Any]]) -> SessionC
     The compiled wrapper awaits it directly: every coroutine layer between a
     tool call and its hit costs ~0.2 us, against a budget of 3 us.
     """
-    keys, spec, site, resource = tool.keys, tool.spec, tool.site, tool.resource
+    keys, spec, site, loads = tool.keys, tool.spec, tool.site, tool.loads
     own_scope = tool.scope == "session"
 
     async def in_session(
@@ -352,7 +352,7 @@ def session_call(tool: ToolDef, func: Callable[..., Awaitable[Any]]) -> SessionC
             session.counters.hits += 1
             return entry.value
         return await load_through(
-            host, resource, spec, key, func, args, kwargs, session_counters=session.counters
+            loads, host, key, func, args, kwargs, session_counters=session.counters
         )
 
     return in_session

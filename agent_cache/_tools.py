@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import final
 
 from ._keys import KeyMaker
+from ._loading import ToolLoads
 from .actors.loop_detector import ToolSite
 from .actors.resource_cache import TableSpec
 
@@ -36,6 +37,8 @@ class ToolDef:
     resource: str
     scope: str
     site: ToolSite
+    #: its miss path (spec and resource again, with the messages around a load)
+    loads: ToolLoads
 
 
 def next_tool_id() -> int:

@@ -12,19 +12,31 @@ so both always make the same key).
 The generated function reads the context once. In a session it awaits the
 tool's in-session path directly (`_session.session_call`). In an entered
 runtime it does the hit itself: find the tool's published table, check the
-entry (and its expiry, only if the tool has a TTL), count it and return.
-Everything else -- no runtime yet, an unhashable argument, a miss -- goes to
+entry (and its expiry, only if the tool has a TTL), count it and return. It
+also leads the common miss itself -- no entry and no running load: ask the
+actor for a flight (`ToolLoads.begin`), await the tool with the very arguments
+it got, report back -- because every coroutine layer and every repacking of
+the arguments shows on a miss, and in a swarm most calls are misses.
+A call that finds the key loading joins the load right there. Everything else
+-- no runtime yet, an unhashable argument, a busy actor -- goes to
 ``slow(ctx, key, args, kwargs)``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import Any
 
+from anyio import WouldBlock
+
 from ._keys import KeyMaker
+from ._loading import rejoin
 from ._runtime import Runtime, _current
 from ._session import AgentCacheSession, SessionCall
+from ._tools import ToolDef
+from .actors.resource_cache import DONE, RUNNING, Entry, Flight
+from .runtime import ActorStoppedError
 
 __all__ = ["SlowPath", "compile_wrapper"]
 
@@ -34,19 +46,70 @@ _FAST = """\
 async def {name}({params}):
     _ac_key_ = {key}
     _ac_ctx_ = _ac_get_ctx_()
-    if type(_ac_ctx_) is _ac_Session_:
-        return await _ac_in_session_(_ac_ctx_, _ac_key_, {call_args}, {call_kwargs})
-    if type(_ac_ctx_) is _ac_Runtime_ and not _ac_ctx_.closed:
+    if type(_ac_ctx_) is _ac_Runtime_:
+        # A closed runtime has no tables: its calls take the slow path.
         _ac_table_ = _ac_ctx_.tables.get(_ac_tool_id_)
         if _ac_table_ is not None:
             try:
                 _ac_entry_ = _ac_table_.entries.get(_ac_key_)
             except TypeError:  # an unhashable argument: the slow path freezes it
-                _ac_entry_ = None
-            if _ac_entry_ is not None{ttl_check}:
-                _ac_table_.reads.append(_ac_key_)
-                _ac_table_.counters.hits += 1
-                return _ac_entry_.value
+                _ac_table_ = None
+            else:
+                if _ac_entry_ is not None{ttl_check}:
+                    _ac_table_.reads.append(_ac_key_)
+                    _ac_table_.counters.hits += 1
+                    return _ac_entry_.value
+        if _ac_table_ is not None:
+            _ac_flight_ = _ac_table_.flights.get(_ac_key_)
+            if _ac_flight_ is None:
+                # Nobody loads it: have the actor start a load, and lead it.
+                _ac_ref_ = _ac_ctx_.refs.get(_ac_resource_)
+                if _ac_ref_ is not None:
+                    _ac_flight_ = _ac_Flight_(_ac_spec_, _ac_key_)
+                    try:
+                        _ac_reply_ = _ac_ref_.ask_nowait(_ac_flight_)
+                    except _ac_not_now_:  # busy or stopped: the slow path
+                        _ac_reply_ = None
+                    except Exception as _ac_error_:
+                        _ac_out_of_service_(_ac_ctx_.host, _ac_error_)
+                        return await _ac_tool_({call})
+                    if _ac_reply_ is _ac_flight_:
+                        try:
+                            _ac_value_ = await _ac_tool_({call})
+                        except BaseException as _ac_error_:
+                            _ac_failed_(_ac_ctx_.host, _ac_flight_, _ac_error_)
+                            raise
+                        # The table read before the load: if the actor restarted
+                        # meanwhile, loaded() finds the flight gone from the new one.
+                        if _ac_table_.flights.get(_ac_key_) is _ac_flight_:
+                            _ac_later_ = _ac_loaded_(_ac_ctx_.host, _ac_flight_, _ac_value_)
+                            if _ac_later_ is not None:
+                                await _ac_later_
+                            return _ac_value_
+                        # Overtaken by an invalidation: nothing to store, so no
+                        # message (ToolLoads.loaded, inlined).
+                        _ac_table_.counters.stale_discarded += 1
+                        _ac_flight_.value = _ac_value_  # Flight.resolve, inlined
+                        _ac_flight_.state = _ac_DONE_
+                        if _ac_flight_.gate is not None:
+                            _ac_flight_.gate.open()
+                        return _ac_value_
+                    if type(_ac_reply_) is _ac_Entry_:
+                        return _ac_reply_.value  # fresh to the actor after all
+            elif _ac_flight_.state == _ac_RUNNING_:
+                # A load is running: join it (see _loading.py).
+                _ac_table_.counters.coalesced += 1
+                _ac_gate_ = _ac_flight_.gate
+                if _ac_gate_ is None:
+                    _ac_gate_ = _ac_flight_.gate = _ac_ctx_.host.new_gate()
+                await _ac_gate_.wait()
+                if _ac_flight_.state == _ac_DONE_:
+                    return _ac_flight_.value
+                return await _ac_rejoin_(
+                    _ac_ctx_.host, _ac_flight_, _ac_key_, {call_args}, {call_kwargs}
+                )
+    elif type(_ac_ctx_) is _ac_Session_:
+        return await _ac_in_session_(_ac_ctx_, _ac_key_, {call_args}, {call_kwargs})
     return await _ac_slow_(_ac_ctx_, _ac_key_, {call_args}, {call_kwargs})
 """
 
@@ -64,17 +127,16 @@ _TTL_CHECK = " and _ac_ctx_.clock() < _ac_entry_.expires"
 
 def compile_wrapper(
     func: Callable[..., Awaitable[Any]],
-    keys: KeyMaker,
-    tool_id: int,
+    tool: ToolDef,
     slow: SlowPath,
     in_session: SessionCall,
     *,
     global_scope: bool,
-    has_ttl: bool,
 ) -> Callable[..., Coroutine[Any, Any, Any]]:
     """Build the wrapper of ``func``: ``in_session`` serves calls made in a
-    session; with ``global_scope``, hits in a runtime are served inline; the
-    rest goes to ``slow``."""
+    session; with ``global_scope``, hits and the common miss in a runtime are
+    served inline; the rest goes to ``slow``."""
+    keys = tool.keys
     code = keys.code
     if any(name.startswith("_ac_") for name in code.names):
         # A parameter would shadow a generated name.
@@ -87,16 +149,29 @@ def compile_wrapper(
         key=code.key,
         call_args=code.call_args,
         call_kwargs=code.call_kwargs,
-        ttl_check=_TTL_CHECK if has_ttl else "",
+        call=code.call,
+        ttl_check=_TTL_CHECK if tool.spec.ttl is not None else "",
     )
     namespace: dict[str, Any] = dict(code.namespace)
     namespace.update(
         _ac_get_ctx_=_current.get,
         _ac_Runtime_=Runtime,
         _ac_Session_=AgentCacheSession,
-        _ac_tool_id_=tool_id,
+        _ac_tool_id_=tool.spec.tool_id,
         _ac_slow_=slow,
         _ac_in_session_=in_session,
+        _ac_tool_=func,
+        _ac_Flight_=Flight,
+        _ac_Entry_=Entry,
+        _ac_spec_=tool.spec,
+        _ac_resource_=tool.resource,
+        _ac_not_now_=(WouldBlock, ActorStoppedError),
+        _ac_out_of_service_=tool.loads.out_of_service,
+        _ac_loaded_=tool.loads.loaded,
+        _ac_failed_=tool.loads.failed,
+        _ac_rejoin_=functools.partial(rejoin, tool.loads, func=func),
+        _ac_RUNNING_=RUNNING,
+        _ac_DONE_=DONE,
     )
     exec(source, namespace)
     return namespace[name]  # type: ignore[no-any-return]

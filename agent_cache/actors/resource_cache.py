@@ -13,34 +13,42 @@ State
   pending load is itself the entry (Caffeine, Go's singleflight): callers join
   it instead of starting another.
 
-Tables are *published* in a dict shared with the callers' hit fast path, which
-reads ``entries`` without a message: in one event loop a read with no await in
-it cannot interleave with a handler (OTP's gen_server + protected ETS table).
-Only this actor writes ``entries`` and ``flights``. Readers write two things of
-their own, which the actor only reads: ``counters.hits`` and ``reads``, a
-bounded buffer of recently hit keys that the actor replays into the LRU order
-before it evicts (Caffeine's read buffer). A lost read there only makes the LRU
-order a little less exact.
+Tables are *published* in a dict shared with the callers, who read them without
+a message: in one event loop a read with no await in it cannot interleave with
+a handler (OTP's gen_server + protected ETS table). A caller that finds a fresh
+entry has a hit; one that finds a running flight joins it, as a Caffeine reader
+awaits the future it finds in the map; a leader whose flight is no longer in
+``flights`` knows its load was overtaken by an invalidation and sends no
+`Complete` (98% of the loads in the swarm benchmark). Only the lookups that must
+start a load, and the loads that may be stored, are messages.
+
+Only this actor writes ``entries`` and ``flights``. Readers write things of
+their own, which the actor only reads: counters (``hits``, ``coalesced``,
+``stale_discarded``), a flight's ``gate`` (made by its first waiter), and
+``reads``, a bounded buffer of recently hit keys that the actor replays into the
+LRU order before it evicts (Caffeine's read buffer). A lost read there only
+makes the LRU order a little less exact.
 
 Messages
 --------
-``Lookup`` -> the `Entry` (hit) or a `Flight` (lead it if it is the asker's
-own, else join it); ``Complete``; ``Fail``; ``Abandon``;
+a new `Flight` -> the `Entry` (hit) or a `Flight` (lead it if it is the
+asker's own, else join it); ``Complete``; ``Fail``; ``Abandon``;
 ``Invalidate``; ``Snapshot`` (statistics, for tests and metrics).
 
 Invariants kept here (numbers from DESIGN.md)
 ---------------------------------------------
-1. At most one flight per (table, key) is attached; `Lookup` joins it.
+1. At most one flight per (table, key) is attached; a new flight asked for
+   the key (or a caller that reads the table) joins it.
 2. `Invalidate` drops the entries *and detaches the flights* it covers; a flight
    completes into its table only if it is still the attached one (identity
    check), so a load that began before an invalidation is never stored, and a
    lookup after it never joins such a load.
 3. A flight whose leader is cancelled is resolved as abandoned, so its waiters
    wake and retry (one of them leads the next load); a flight to lead that
-   reaches no asker becomes an `Abandon` (see `Lookup.reply_dropped`).
+   reaches no asker becomes an `Abandon` (see `Flight.reply_dropped`).
 4. `Fail` resolves the flight with the error and stores nothing.
 5. ``len(entries) <= maxsize`` after every handler.
-6. Each lookup is counted once, as hit, miss or coalesced (``retry`` lookups of
+6. Each lookup is counted once, as hit, miss or coalesced (``retry`` flights of
    callers whose flight was abandoned are not counted again).
 """
 
@@ -53,9 +61,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, final
 
-import anyio
-
-from ..runtime import Actor, Message, Request
+from ..runtime import Actor, Gate, Message, Request
 from .counters import CacheCounters
 
 __all__ = [
@@ -65,7 +71,6 @@ __all__ = [
     "Fail",
     "Flight",
     "Invalidate",
-    "Lookup",
     "LookupReply",
     "ResourceCache",
     "Snapshot",
@@ -107,35 +112,68 @@ class Entry:
 
 
 @final
-class Flight:
-    """One running load of one key: the entry-to-be that callers join.
+class Flight(Request["Entry | Flight"]):
+    """One load of one key: first the request that starts it, then the
+    entry-to-be that callers join.
 
-    The leader (the caller that runs the tool) resolves it; waiters park on
-    ``event``, made only when the first waiter joins.
+    Asked of the cache, a new flight asks "start this load of ``key``, unless
+    there is no need". The reply says what the asker does: a fresh `Entry` (a
+    hit), the key's running flight (join it), or this very flight, now
+    attached to its table (lead it: run the tool, then report `Complete`,
+    `Fail` or `Abandon`). Attached, the pending load is itself the entry
+    (Caffeine, Go's singleflight): later callers find it and wait on it. One
+    object for both saves an allocation on every miss.
+
+    The actor sets ``started`` when it attaches the flight; the leader settles
+    it (`resolve`, `reject`, `abandon`); waiters park on ``gate``, made by the
+    first waiter that joins (most loads have none). ``retry`` marks the flight
+    of a caller whose joined load was abandoned: it was counted already.
     """
 
-    __slots__ = ("error", "error_tb", "event", "key", "lookup", "started", "state", "value")
+    __slots__ = (
+        "error",
+        "error_tb",
+        "gate",
+        "key",
+        "retry",
+        "spec",
+        "started",
+        "state",
+        "value",
+    )
 
-    def __init__(self, key: Hashable, started: float, lookup: Lookup) -> None:
+    # Only what is read before the flight settles is set here: every miss
+    # makes one. ``started`` is set by the actor when it attaches the flight,
+    # ``value`` by `resolve`, ``error`` and ``error_tb`` by `reject`.
+    started: float
+    value: object
+    error: BaseException
+    error_tb: TracebackType | None
+
+    def __init__(self, spec: TableSpec, key: Hashable, retry: bool = False) -> None:
+        self.spec = spec
         self.key = key
-        self.started = started
-        #: the lookup whose asker leads (runs) this load
-        self.lookup = lookup
+        self.retry = retry
         self.state = RUNNING
-        self.value: object = None
-        self.error: BaseException | None = None
-        self.error_tb: TracebackType | None = None
-        self.event: anyio.Event | None = None
+        self.gate: Gate | None = None
 
-    def _settle(self, state: int) -> None:
-        self.state = state
-        if self.event is not None:
-            self.event.set()
+    def __repr__(self) -> str:
+        return f"<Flight {self.spec.name} key={self.key!r} state={self.state}>"
+
+    def reply_dropped(self, reply: Entry | Flight) -> Message | None:
+        # The asker was elected to run the load but is gone: release the flight.
+        if reply is self:
+            self.abandon()
+            return Abandon(self)
+        return None
 
     def resolve(self, value: object) -> None:
         """The load returned ``value``: hand it to every waiter."""
+        # Inline, not through a shared helper: every load settles its flight.
         self.value = value
-        self._settle(DONE)
+        self.state = DONE
+        if self.gate is not None:
+            self.gate.open()
 
     def reject(self, error: BaseException) -> None:
         """The load raised: every waiter gets ``error`` (nothing is cached).
@@ -146,11 +184,15 @@ class Flight:
         """
         self.error = error
         self.error_tb = error.__traceback__
-        self._settle(FAILED)
+        self.state = FAILED
+        if self.gate is not None:
+            self.gate.open()
 
     def abandon(self) -> None:
         """The leader is gone: waiters wake and retry."""
-        self._settle(ABANDONED)
+        self.state = ABANDONED
+        if self.gate is not None:
+            self.gate.open()
 
 
 @final
@@ -170,17 +212,17 @@ class Table:
 
 # -- messages ----------------------------------------------------------------
 #
-# Messages are immutable by convention. The ones on every miss (Lookup and its
-# replies, Complete) are plain slots dataclasses, not frozen ones: a frozen
-# dataclass sets each field through object.__setattr__, and building one
-# measured 616 ns against 199 ns -- four of them were half the handlers' cost
-# on a cold miss. Nothing in the runtime or the actor mutates a message.
+# Messages are immutable by convention, but for `Flight`, which becomes the
+# actor's state once attached. The ones on every miss (`Flight`, `Complete`)
+# are plain slots classes, not frozen dataclasses: a frozen dataclass sets each
+# field through object.__setattr__, and building one measured 616 ns against
+# 199 ns -- four of them were half the handlers' cost on a cold miss.
 
 
-# A lookup's reply is the stored `Entry` (a hit) or the `Flight` of the load
-# for the key: a new one led by the asker when ``flight.lookup`` is the asker's
-# own Lookup, else a running one to join. No reply object is built: on a cold
-# miss every allocation shows (see the note above).
+# What a `Flight` asked of the cache gets back: the stored `Entry` (a hit) or
+# a `Flight` -- the asker's own, attached, to lead; or the key's running one, to
+# join. No reply object is built: on a cold miss every allocation shows (see
+# the note above).
 LookupReply = Entry | Flight
 
 
@@ -189,29 +231,7 @@ LookupReply = Entry | Flight
 class Abandon(Message):
     """The leader of ``flight`` will not complete it (it was cancelled)."""
 
-    spec: TableSpec
     flight: Flight
-
-
-@final
-@dataclass(slots=True)
-class Lookup(Request[LookupReply]):
-    """Find ``key`` in ``spec``'s table: a value, a load to join, or a load to run.
-
-    ``retry`` marks the lookup of a caller whose joined load was abandoned: it
-    was counted already.
-    """
-
-    spec: TableSpec
-    key: Hashable
-    retry: bool = False
-
-    def reply_dropped(self, reply: LookupReply) -> Message | None:
-        # The asker was elected to run the load but is gone: release the flight.
-        if type(reply) is Flight and reply.lookup is self:
-            reply.abandon()
-            return Abandon(self.spec, reply)
-        return None
 
 
 @final
@@ -219,7 +239,6 @@ class Lookup(Request[LookupReply]):
 class Complete(Request[bool]):
     """``flight`` loaded ``value``; reply: whether it was stored."""
 
-    spec: TableSpec
     flight: Flight
     value: object
 
@@ -229,7 +248,6 @@ class Complete(Request[bool]):
 class Fail(Message):
     """``flight``'s load raised; nothing is stored."""
 
-    spec: TableSpec
     flight: Flight
 
 
@@ -294,9 +312,9 @@ class ResourceCache(Actor):
             del published[tool_id]
 
     def receive(self, message: Message) -> object:
-        # Exact type tests, most frequent first: every miss sends two messages.
+        # Exact type tests, most frequent first.
         kind = type(message)
-        if kind is Lookup:
+        if kind is Flight:
             return self.on_lookup(message)  # type: ignore[arg-type]
         if kind is Complete:
             return self.on_complete(message)  # type: ignore[arg-type]
@@ -328,15 +346,28 @@ class ResourceCache(Actor):
             self.published[spec.tool_id] = table
         return table
 
-    def on_lookup(self, msg: Lookup) -> LookupReply:
+    def on_lookup(self, msg: Flight) -> LookupReply:
         spec = msg.spec
         table = self.tables.get(spec.tool_id) or self._table(spec)
+        key = msg.key
+        if key in table.entries or key in table.flights:
+            return self._found(table, msg)
+        # The common miss first, in as few steps as it takes: every load pays it.
+        counters = self.counters
+        if not msg.retry:
+            counters.misses += 1
+        counters.loads += 1
+        if spec.ttl is not None:  # entries of tools without one never expire
+            msg.started = self.clock()
+        table.flights[key] = msg
+        return msg
+
+    def _found(self, table: Table, msg: Flight) -> LookupReply:
+        """`on_lookup` of a key with an entry or a flight attached."""
         counters = self.counters
         key = msg.key
+        now = self.clock() if table.spec.ttl is not None else 0.0
         entry = table.entries.get(key)
-        # The clock only matters with a TTL (entries of tools without one
-        # never expire): skip the call otherwise.
-        now = self.clock() if spec.ttl is not None else 0.0
         if entry is not None:
             if now < entry.expires:
                 if not msg.retry:
@@ -354,25 +385,24 @@ class ResourceCache(Actor):
         if flight is not None:
             if not msg.retry:
                 counters.coalesced += 1
-            if flight.event is None:
-                flight.event = anyio.Event()
             return flight
         if not msg.retry:
             counters.misses += 1
         counters.loads += 1
-        flight = table.flights[key] = Flight(key, now, msg)
-        return flight
+        msg.started = now
+        table.flights[key] = msg
+        return msg
 
-    def _detach(self, spec: TableSpec, flight: Flight) -> Table | None:
+    def _detach(self, flight: Flight) -> Table | None:
         """Remove ``flight`` from its table if attached; return the table if so."""
-        table = self.tables.get(spec.tool_id)
+        table = self.tables.get(flight.spec.tool_id)
         if table is None or table.flights.get(flight.key) is not flight:
             return None
         del table.flights[flight.key]
         return table
 
     def on_complete(self, msg: Complete) -> bool:
-        table = self._detach(msg.spec, msg.flight)
+        table = self._detach(msg.flight)
         if table is None:
             # Invalidated (or the actor restarted) while loading: invariant 2.
             self.counters.stale_discarded += 1
@@ -419,14 +449,14 @@ class ResourceCache(Actor):
 
     def on_fail(self, msg: Fail) -> None:
         self.counters.load_errors += 1
-        self._detach(msg.spec, msg.flight)
+        self._detach(msg.flight)
 
     def on_abandon(self, msg: Abandon) -> None:
         self.counters.abandoned_loads += 1
-        self._detach(msg.spec, msg.flight)
+        self._detach(msg.flight)
 
     def on_invalidate(self, msg: Invalidate) -> int:
-        # Counted by the invalidator, once per call: it sends this twice.
+        # Counted by the invalidator, once per write and resource.
         dropped = 0
         for tool_id, table in self.tables.items():
             if msg.keys is None or tool_id in msg.whole:

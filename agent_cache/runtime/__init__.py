@@ -3,6 +3,7 @@
 Internal to agent_cache: ``actors/`` and the public face build on it.
 """
 
+from ._backend import Gate as Gate
 from .actor import Actor as Actor
 from .actor import ActorRef as ActorRef
 from .errors import ActorStoppedError as ActorStoppedError
@@ -18,6 +19,7 @@ __all__ = [
     "ActorRef",
     "ActorStoppedError",
     "ActorSystem",
+    "Gate",
     "MailboxFullError",
     "Message",
     "Request",

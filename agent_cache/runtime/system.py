@@ -26,7 +26,7 @@ from typing import TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from ._backend import spawn_system_task
+from ._backend import Gate, gate_factory, spawn_system_task
 from .actor import Actor, ActorCell, ActorRef
 from .supervisor import RestartIntensity, Supervisor
 
@@ -64,6 +64,15 @@ class ActorSystem:
         self._task_group: TaskGroup | None = None
         self._unstarted: list[ActorCell[Actor]] = []
         self._entered = False
+        self._gate_class: Callable[[], Gate] | None = None
+
+    def new_gate(self) -> Gate:
+        """A fresh `Gate` for the running backend, which is looked up on the
+        first call only: a system serves one event loop."""
+        make = self._gate_class
+        if make is None:
+            make = self._gate_class = gate_factory()
+        return make()
 
     def spawn(
         self, factory: Callable[[], A], *, name: str, mailbox_size: float = math.inf

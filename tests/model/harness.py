@@ -50,7 +50,6 @@ from agent_cache import (
     get_metrics,
 )
 from agent_cache._caches import CacheHost
-from agent_cache.actors import resource_cache
 from agent_cache.actors.resource_cache import Invalidate, ResourceCache
 from agent_cache.actors.session import RecordCall, SessionActor
 from agent_cache.runtime._backend import current_backend
@@ -500,16 +499,12 @@ def instrumented(world: World) -> Iterator[None]:
         SessionActor.receive = saved_receive  # type: ignore[method-assign]
 
 
-def elected(lookup: object, reply: object) -> bool:
-    """Did the cache elect the asker of ``lookup`` to run the load?
+def elected(asked: object, reply: object) -> bool:
+    """Did the cache elect the asker of ``asked`` (a new flight) to run the load?
 
-    The reply is the flight the asker leads (``flight.lookup is lookup``); an
-    older protocol answered ``Lead(flight)``.
+    Then the reply is that very flight, now attached.
     """
-    lead = getattr(resource_cache, "Lead", None)
-    if lead is not None and isinstance(reply, lead):
-        return True
-    return getattr(reply, "lookup", None) is lookup
+    return reply is asked
 
 
 def task_id() -> int:
