@@ -142,7 +142,9 @@ def compile_wrapper(
         # A parameter would shadow a generated name.
         return _generic(keys, slow, in_session)
     template = _FAST if global_scope else _SESSION_SCOPE
-    name = func.__name__ if getattr(func, "__name__", "").isidentifier() else "tool"
+    name = getattr(func, "__name__", "")
+    if not name.isidentifier() or name.startswith("_ac_"):
+        name = "tool"  # the wrapper's name must not shadow a generated one either
     source = template.format(
         name=name,
         params=code.params,

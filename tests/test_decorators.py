@@ -14,6 +14,7 @@ import pytest
 from anyio import wait_all_tasks_blocked
 
 from agent_cache import AgentCache, AgentCacheInvalidator, Args, Runtime, get_metrics
+from agent_cache.actors.resource_cache import ResourceCache, Snapshot
 
 pytestmark = pytest.mark.anyio
 
@@ -506,6 +507,207 @@ async def test_a_cancelled_waiter_leaves_quietly(runtime: Runtime) -> None:
             await wait_all_tasks_blocked()
             release.set()
     assert results == ["value", "value"]
+
+
+def _keep_busy(runtime: Runtime, resource: str, messages: int = 50) -> None:
+    """Queue work for ``resource``'s cache actor, all at once: until its loop
+    has drained it (a checkpoint per message), every ask queues behind, as
+    the inline path is only for an idle actor with an empty mailbox."""
+    cell = runtime.host.cache(resource)._cell  # runtime-internal, for the test
+    for _ in range(messages):
+        cell.enqueue(Snapshot(), None)
+
+
+async def test_a_busy_cache_queues_misses_and_still_shares_one_load(runtime: Runtime) -> None:
+    gate = anyio.Event()
+    seen = Counter()
+
+    @AgentCache(resource="r")
+    async def tool(x: int) -> int:
+        seen.calls.append((x,))
+        if x:
+            await gate.wait()
+        return x * 10
+
+    results: list[int] = []
+
+    async def call() -> None:
+        results.append(await tool(1))
+
+    with anyio.fail_after(5):
+        await tool(0)  # publish the table: later misses take the inline path if they can
+        async with anyio.create_task_group() as tg:
+            _keep_busy(runtime, "r")
+            for _ in range(20):
+                tg.start_soon(call)
+            await wait_all_tasks_blocked()
+            gate.set()
+    assert results == [10] * 20
+    assert seen.calls == [(0,), (1,)]
+    stats = runtime.statistics("r")
+    assert (stats["misses"], stats["coalesced"], stats["hits"]) == (2, 19, 0)
+    assert await tool(1) == 10  # stored through a queued Complete or an inline one
+
+
+async def test_a_caller_cancelled_while_its_lookup_is_queued_strands_nobody(
+    runtime: Runtime,
+) -> None:
+    release = anyio.Event()
+    seen = Counter()
+
+    @AgentCache(resource="r")
+    async def tool(x: int) -> str:
+        seen.calls.append((x,))
+        await release.wait()
+        return "value"
+
+    results: list[str] = []
+    first = anyio.CancelScope()
+
+    async def cancelled_caller() -> None:
+        with first:
+            await tool(1)
+
+    async def caller() -> None:
+        results.append(await tool(1))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            _keep_busy(runtime, "r")
+            tg.start_soon(cancelled_caller)
+            tg.start_soon(caller)
+            await anyio.lowlevel.checkpoint()
+            first.cancel()  # queued, elected, or not yet asked: it must not matter
+            await wait_all_tasks_blocked()
+            release.set()
+    assert results == ["value"]
+    assert 1 <= len(seen) <= 2
+    stats = runtime.statistics("r")
+    assert stats["misses"] + stats["coalesced"] + stats["hits"] <= 2
+    snapshot = await runtime.host.cache("r").ask(Snapshot())
+    assert sum(snapshot.flights.values()) == 0  # no flight left attached
+
+
+async def test_a_load_that_ends_while_the_cache_is_busy_is_stored_through_the_queue(
+    runtime: Runtime,
+) -> None:
+    gate = anyio.Event()
+    seen = Counter()
+
+    @AgentCache(resource="r")
+    async def tool(x: int) -> int:
+        seen.calls.append((x,))
+        await gate.wait()
+        return x
+
+    results: list[int] = []
+    leader = anyio.CancelScope()
+
+    async def lead() -> None:
+        with leader:
+            await tool(1)
+
+    async def join() -> None:
+        results.append(await tool(1))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lead)
+            await wait_all_tasks_blocked()
+            tg.start_soon(join)
+            await wait_all_tasks_blocked()
+            _keep_busy(runtime, "r")
+            gate.set()  # the leader's Complete queues behind the busy work
+            await anyio.lowlevel.checkpoint()
+            leader.cancel()  # and its leader may be cancelled meanwhile
+    assert results == [1]  # the waiter got the value regardless
+    assert await tool(1) == 1
+    assert seen.calls == [(1,)] or seen.calls == [(1,), (1,)]
+
+
+async def test_parameters_and_names_that_look_generated_still_work(runtime: Runtime) -> None:
+    seen = Counter()
+
+    @AgentCache(resource="r")
+    async def _ac_tool_(_ac_key_: int, _ac_ctx_: int = 0) -> int:
+        seen.calls.append((_ac_key_, _ac_ctx_))
+        return _ac_key_ + _ac_ctx_
+
+    @AgentCache(resource="r")
+    async def _ac_slow_(x: int) -> int:
+        seen.calls.append((x,))
+        return x
+
+    assert await _ac_tool_(1) == await _ac_tool_(_ac_key_=1, _ac_ctx_=0) == 1
+    assert await _ac_slow_(2) == await _ac_slow_(2) == 2
+    assert seen.calls == [(1, 0), (2,)]
+    assert _ac_tool_.__name__ == "_ac_tool_"
+
+
+async def test_a_load_overtaken_by_a_write_sends_no_complete(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    completes: list[object] = []
+    original = ResourceCache.on_complete
+
+    def spy(self: ResourceCache, msg: Any) -> bool:
+        completes.append(msg)
+        return original(self, msg)
+
+    monkeypatch.setattr(ResourceCache, "on_complete", spy)
+    in_load, finish = anyio.Event(), anyio.Event()
+
+    @AgentCache(resource="r")
+    async def read(key: str) -> str:
+        in_load.set()
+        await finish.wait()
+        return key
+
+    @AgentCacheInvalidator(resource="r")
+    async def write() -> None:
+        return None
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read, "k")
+            await in_load.wait()
+            await write()
+            finish.set()
+    assert completes == []  # nothing to store: no message either
+    assert runtime.statistics("r")["stale_discarded"] == 1
+    assert await read("k") == "k"  # a fresh load, stored this time
+    assert len(completes) == 1
+
+
+async def test_a_cache_that_crashes_on_a_lookup_serves_the_call_and_restarts(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = Counter()
+
+    @AgentCache(resource="r")
+    async def tool(x: int) -> int:
+        seen.calls.append((x,))
+        return x
+
+    assert await tool(0) == 0  # the table is published: the next miss is inline
+    original = ResourceCache.on_lookup
+    crashes = [1]
+
+    def flaky(self: ResourceCache, msg: Any) -> Any:
+        if crashes:
+            crashes.pop()
+            raise RuntimeError("injected crash")
+        return original(self, msg)
+
+    monkeypatch.setattr(ResourceCache, "on_lookup", flaky)
+    with anyio.fail_after(5):
+        assert await tool(1) == 1  # met the crash: served uncached
+        assert await tool(1) == 1  # the restarted cache loads
+        assert await tool(1) == 1  # and now hits
+    assert seen.calls == [(0,), (1,), (1,)]
+    assert "runs uncached" in caplog.text
+    stats = runtime.statistics("r")
+    assert (stats["misses"], stats["hits"]) == (3, 1)
 
 
 # -- invalidation (invariant 2) -----------------------------------------------
