@@ -4,7 +4,7 @@ Run alone (never collected by pytest: the name is bench_*, and pytest's
 testpaths is tests/):
 
     pip install -e '.[bench]'
-    python benchmarks/bench_cache.py           # ~3-4 min, writes benchmarks/results/cache.md
+    python benchmarks/bench_cache.py           # ~5-6 min, writes benchmarks/results/cache.md
     python benchmarks/bench_cache.py --quick   # smoke run, a few seconds, writes nothing
 
 The package is installed editable and others edit the tree: to measure one
@@ -108,7 +108,7 @@ FULL = Params(
     swarm_agents=500,
     swarm_calls=200,
     swarm_keys=5_000,
-    swarm_reps=3,
+    swarm_reps=5,
     cancel_callers=100,
 )
 QUICK = Params(

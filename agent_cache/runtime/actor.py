@@ -21,7 +21,7 @@ when the first message is queued. Two ways in:
   await -- but it costs a function call instead of two context switches (a
   round trip through a memory stream measured 28 us on asyncio and 39 us on
   trio here; the inline call is under 1 us). Otherwise the request joins the
-  mailbox and the asker parks on an event until the loop replies.
+  mailbox and the asker parks on a `Gate` until the loop replies.
 
 Crash and stop
 --------------
@@ -85,12 +85,13 @@ class Actor:
 class _Reply:
     """One ask's reply slot: filled by the actor, read by the asker."""
 
-    __slots__ = ("cell", "error", "event", "request", "state", "value")
+    __slots__ = ("cell", "error", "gate", "request", "state", "value")
 
     def __init__(self, cell: ActorCell[Actor], request: Request[object]) -> None:
         self.cell = cell
         self.request = request
-        self.event = anyio.Event()
+        # A Gate, not an anyio.Event: making one costs a tenth (see _backend.py).
+        self.gate = cell.supervisor.system.new_gate()
         self.state = _WAITING
         self.value: object = None
         self.error: BaseException | None = None
@@ -101,14 +102,14 @@ class _Reply:
             return
         self.value = value
         self.state = _DONE
-        self.event.set()
+        self.gate.open()
 
     def fail(self, error: BaseException) -> None:
         if self.state == _ABANDONED:
             return
         self.error = error
         self.state = _DONE
-        self.event.set()
+        self.gate.open()
 
     def abandon(self) -> None:
         """The asker is gone. A reply already delivered is compensated now;
@@ -346,10 +347,10 @@ class ActorRef(Generic[A]):
         cell.enqueue(request, reply)
         try:
             if timeout is None:
-                await reply.event.wait()  # fail_after(None) alone costs 20-30 us
+                await reply.gate.wait()  # fail_after(None) alone costs 20-30 us
             else:
                 with anyio.fail_after(timeout):
-                    await reply.event.wait()
+                    await reply.gate.wait()
         except BaseException:
             reply.abandon()
             raise
