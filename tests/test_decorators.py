@@ -815,6 +815,41 @@ async def test_a_failed_or_cancelled_write_still_invalidates(runtime: Runtime) -
     assert await read("k") == 3
 
 
+async def test_a_write_cancelled_while_its_invalidation_waits_for_a_busy_cache_still_applies_it(
+    runtime: Runtime,
+) -> None:
+    # The cache is busy when the write ends, so the write must wait for its
+    # Invalidate; cancelled meanwhile, it must still wait (shielded): once the
+    # write has raised, a read must not hit the entry from before it.
+    store = {"k": 1}
+
+    @AgentCache(resource="r")
+    async def read(key: str) -> int:
+        return store[key]
+
+    @AgentCacheInvalidator(resource="r")
+    async def write(key: str, value: int) -> None:
+        store[key] = value
+
+    seen: list[int] = []
+    scope = anyio.CancelScope()
+
+    async def writer() -> None:
+        with scope:
+            await write("k", 2)
+        seen.append(await read("k"))  # the write has raised: fresh data only
+
+    with anyio.fail_after(5):
+        assert await read("k") == 1  # cached
+        async with anyio.create_task_group() as tg:
+            _keep_busy(runtime, "r")
+            tg.start_soon(writer)
+            for _ in range(5):  # the writer reaches its wait, the cache is still busy
+                await anyio.lowlevel.checkpoint()
+            scope.cancel()
+    assert seen == [2]
+
+
 async def test_key_fn_drops_only_the_named_reads(runtime: Runtime) -> None:
     store = {"u1": 1, "u2": 1}
 
