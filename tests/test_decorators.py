@@ -16,6 +16,8 @@ from anyio import wait_all_tasks_blocked
 from agent_cache import AgentCache, AgentCacheInvalidator, Args, Runtime, get_metrics
 from agent_cache.actors.resource_cache import ResourceCache, Snapshot
 
+from ._faults import crash_next_lookup
+
 pytestmark = pytest.mark.anyio
 
 
@@ -690,16 +692,7 @@ async def test_a_cache_that_crashes_on_a_lookup_serves_the_call_and_restarts(
         return x
 
     assert await tool(0) == 0  # the table is published: the next miss is inline
-    original = ResourceCache.on_lookup
-    crashes = [1]
-
-    def flaky(self: ResourceCache, msg: Any) -> Any:
-        if crashes:
-            crashes.pop()
-            raise RuntimeError("injected crash")
-        return original(self, msg)
-
-    monkeypatch.setattr(ResourceCache, "on_lookup", flaky)
+    crash_next_lookup(monkeypatch)
     with anyio.fail_after(5):
         assert await tool(1) == 1  # met the crash: served uncached
         assert await tool(1) == 1  # the restarted cache loads

@@ -19,7 +19,8 @@ from agent_cache import (
     Runtime,
     TraceEntry,
 )
-from agent_cache.actors.resource_cache import ResourceCache
+
+from ._faults import crash_next_lookup
 
 pytestmark = pytest.mark.anyio
 
@@ -341,16 +342,7 @@ async def test_a_crashed_session_cache_restarts_and_the_call_is_served(
     runtime: Runtime, backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, _, search = tools(backend, scope="session")
-    original = ResourceCache.on_lookup
-    crashes = [1]
-
-    def flaky(self: ResourceCache, msg: Any) -> Any:
-        if crashes:
-            crashes.pop()
-            raise RuntimeError("injected crash")
-        return original(self, msg)
-
-    monkeypatch.setattr(ResourceCache, "on_lookup", flaky)
+    crash_next_lookup(monkeypatch)
     async with AgentCacheSession(max_tool_repeats=10):
         with anyio.fail_after(5):
             assert await search("q") == "Q"  # met the crash: served uncached
