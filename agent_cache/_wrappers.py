@@ -14,10 +14,11 @@ tool's in-session path directly (`_session.session_call`). In an entered
 runtime it does the hit itself: find the tool's published table, check the
 entry (and its expiry, only if the tool has a TTL), count it and return. It
 also leads the common miss itself -- no entry and no running load: ask the
-actor for a flight (`ToolLoads.begin`), await the tool with the very arguments
-it got, report back -- because every coroutine layer and every repacking of
-the arguments shows on a miss, and in a swarm most calls are misses.
-A call that finds the key loading joins the load right there. Everything else
+actor for a new `Flight`, await the tool with the very arguments it got, and
+report back (`ToolLoads.loaded`, `ToolLoads.failed`) -- because every
+coroutine layer and every repacking of the arguments shows on a miss, and in a
+swarm most calls are misses. A call that finds the key loading joins the load
+right there. Everything else
 -- no runtime yet, an unhashable argument, a busy actor -- goes to
 ``slow(ctx, key, args, kwargs)``.
 """

@@ -70,6 +70,23 @@ async def test_bound_arguments_make_one_key(runtime: Runtime) -> None:
     assert len(seen) == 2
 
 
+async def test_every_kind_of_parameter_reaches_the_tool_as_passed(runtime: Runtime) -> None:
+    # The compiled wrapper calls the tool with its own parameters on a miss
+    # (no repacking): positional-only, *args, keyword-only and **kwargs alike.
+    seen: list[tuple[Any, ...]] = []
+
+    @AgentCache(resource="r")
+    async def tool(a: int, /, b: int = 2, *rest: int, c: int, d: int = 4, **more: int) -> str:
+        seen.append((a, b, rest, c, d, more))
+        return f"{a}{b}{rest}{c}{d}{sorted(more.items())}"
+
+    for _ in range(2):  # a miss, led inline once the table is published, then a hit
+        assert await tool(1, c=3) == "12()34[]"
+        assert await tool(1, 5, 6, 7, c=3, e=8, d=9) == "15(6, 7)39[('e', 8)]"
+    assert await tool(1, 2, c=3, d=4) == "12()34[]"  # the same call, bound
+    assert seen == [(1, 2, (), 3, 4, {}), (1, 5, (6, 7), 3, 9, {"e": 8})]
+
+
 async def test_unhashable_and_structured_arguments_are_keyed_by_value(runtime: Runtime) -> None:
     seen = Counter()
 
