@@ -47,13 +47,13 @@ _FAST = """\
 async def {name}({params}):
     _ac_key_ = {key}
     _ac_ctx_ = _ac_get_ctx_()
-    if type(_ac_ctx_) is _ac_Runtime_:
+    if _ac_type_(_ac_ctx_) is _ac_Runtime_:
         # A closed runtime has no tables: its calls take the slow path.
         _ac_table_ = _ac_ctx_.tables.get(_ac_tool_id_)
         if _ac_table_ is not None:
             try:
                 _ac_entry_ = _ac_table_.entries.get(_ac_key_)
-            except TypeError:  # an unhashable argument: the slow path freezes it
+            except _ac_TypeError_:  # an unhashable argument: the slow path freezes it
                 _ac_table_ = None
             else:
                 if _ac_entry_ is not None{ttl_check}:
@@ -71,13 +71,13 @@ async def {name}({params}):
                         _ac_reply_ = _ac_ref_.ask_nowait(_ac_flight_)
                     except _ac_not_now_:  # busy or stopped: the slow path
                         _ac_reply_ = None
-                    except Exception as _ac_error_:
+                    except _ac_Exception_ as _ac_error_:
                         _ac_out_of_service_(_ac_ctx_.host, _ac_error_)
                         return await _ac_tool_({call})
                     if _ac_reply_ is _ac_flight_:
                         try:
                             _ac_value_ = await _ac_tool_({call})
-                        except BaseException as _ac_error_:
+                        except _ac_BaseException_ as _ac_error_:
                             _ac_failed_(_ac_ctx_.host, _ac_flight_, _ac_error_)
                             raise
                         # The table read before the load: if the actor restarted
@@ -95,7 +95,7 @@ async def {name}({params}):
                         if _ac_flight_.gate is not None:
                             _ac_flight_.gate.open()
                         return _ac_value_
-                    if type(_ac_reply_) is _ac_Entry_:
+                    if _ac_type_(_ac_reply_) is _ac_Entry_:
                         return _ac_reply_.value  # fresh to the actor after all
             elif _ac_flight_.state == _ac_RUNNING_:
                 # A load is running: join it (see _loading.py).
@@ -109,7 +109,7 @@ async def {name}({params}):
                 return await _ac_rejoin_(
                     _ac_ctx_.host, _ac_flight_, _ac_key_, {call_args}, {call_kwargs}
                 )
-    elif type(_ac_ctx_) is _ac_Session_:
+    elif _ac_type_(_ac_ctx_) is _ac_Session_:
         return await _ac_in_session_(_ac_ctx_, _ac_key_, {call_args}, {call_kwargs})
     return await _ac_slow_(_ac_ctx_, _ac_key_, {call_args}, {call_kwargs})
 """
@@ -118,7 +118,7 @@ async def {name}({params}):
 _SESSION_SCOPE = """\
 async def {name}({params}):
     _ac_ctx_ = _ac_get_ctx_()
-    if type(_ac_ctx_) is _ac_Session_:
+    if _ac_type_(_ac_ctx_) is _ac_Session_:
         return await _ac_in_session_(_ac_ctx_, {key}, {call_args}, {call_kwargs})
     return await _ac_slow_(_ac_ctx_, None, {call_args}, {call_kwargs})
 """
@@ -175,6 +175,12 @@ def compile_wrapper(
         _ac_rejoin_=functools.partial(rejoin, tool.loads, func=func),
         _ac_RUNNING_=RUNNING,
         _ac_DONE_=DONE,
+        # Builtins under generated names too: a parameter called ``type`` or
+        # ``Exception`` would otherwise shadow them inside the wrapper.
+        _ac_type_=type,
+        _ac_TypeError_=TypeError,
+        _ac_Exception_=Exception,
+        _ac_BaseException_=BaseException,
     )
     exec(source, namespace)
     return namespace[name]  # type: ignore[no-any-return]

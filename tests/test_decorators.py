@@ -663,6 +663,50 @@ async def test_parameters_and_names_that_look_generated_still_work(runtime: Runt
     assert _ac_tool_.__name__ == "_ac_tool_"
 
 
+async def test_parameters_named_like_builtins_do_not_break_the_wrapper(runtime: Runtime) -> None:
+    # Found by review: the generated wrapper named type() and the exception
+    # classes it catches; a parameter of the same name shadowed them (a failed
+    # load then stranded its waiters).
+    gate = anyio.Event()
+    seen = Counter()
+
+    @AgentCache(resource="r")
+    async def type(
+        query: str,
+        type: str = "all",
+        BaseException: int = 0,
+        Exception: int = 0,
+        TypeError: int = 0,
+    ) -> str:
+        seen.calls.append((query, type))
+        await gate.wait()
+        if query == "bad":
+            raise ValueError("no such query")
+        return f"{query}/{type}"
+
+    errors: list[str] = []
+
+    async def fails() -> None:
+        try:
+            await type("bad")
+        except ValueError as exc:
+            errors.append(str(exc))
+
+    with anyio.fail_after(5):
+        gate.set()
+        assert await type("q") == "q/all"  # the first call, then an inline miss
+        assert await type("q", type="news") == "q/news"
+        assert await type("q", "news") == "q/news"  # a hit
+        gate = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(fails)
+            await wait_all_tasks_blocked()
+            gate.set()
+    assert errors == ["no such query"] * 3
+    assert seen.calls == [("q", "all"), ("q", "news"), ("bad", "all")]
+
+
 async def test_a_load_overtaken_by_a_write_sends_no_complete(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
