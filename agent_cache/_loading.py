@@ -46,7 +46,7 @@ from .actors.resource_cache import (
     ResourceCache,
     TableSpec,
 )
-from .runtime import ActorRef, ActorStoppedError, Message
+from .runtime import ActorRef, ActorStoppedError, Gate, Message
 
 __all__ = ["ToolLoads", "load_through", "rejoin", "tell_quietly"]
 
@@ -192,10 +192,7 @@ async def load_through(
         # Another caller's load: wait while it runs (a queued ask may resume
         # after it settled, and a gate made then would never open).
         if flight.state == RUNNING:
-            gate = flight.gate
-            if gate is None:
-                gate = flight.gate = host.new_gate()
-            await gate.wait()
+            await _gate(host, flight).wait()
         if flight.state == DONE:
             return flight.value  # type: ignore[return-value]
         return await rejoin(loads, host, flight, key, args, kwargs, func=func)
@@ -240,10 +237,7 @@ async def rejoin(
         if flight is asked:
             break
         if flight.state == RUNNING:
-            gate = flight.gate
-            if gate is None:
-                gate = flight.gate = host.new_gate()
-            await gate.wait()
+            await _gate(host, flight).wait()
     return await _lead(loads, host, flight, func, args, kwargs)
 
 
@@ -265,6 +259,16 @@ async def _lead(
     if later is not None:
         await later
     return value
+
+
+def _gate(host: CacheHost, flight: Flight) -> Gate:
+    """The gate of a running ``flight``, made by its first waiter. (The compiled
+    wrapper does the same inline.) Only for a running flight: a gate made
+    after it settled would never open."""
+    gate = flight.gate
+    if gate is None:
+        gate = flight.gate = host.new_gate()
+    return gate
 
 
 async def _ask(host: CacheHost, resource: str, flight: Flight) -> LookupReply:

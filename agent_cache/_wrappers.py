@@ -18,9 +18,8 @@ actor for a new `Flight`, await the tool with the very arguments it got, and
 report back (`ToolLoads.loaded`, `ToolLoads.failed`) -- because every
 coroutine layer and every repacking of the arguments shows on a miss, and in a
 swarm most calls are misses. A call that finds the key loading joins the load
-right there. Everything else
--- no runtime yet, an unhashable argument, a busy actor -- goes to
-``slow(ctx, key, args, kwargs)``.
+right there. Everything else -- no runtime yet, an unhashable argument, a busy
+actor -- goes to ``slow(ctx, key, args, kwargs)``.
 """
 
 from __future__ import annotations
@@ -80,20 +79,9 @@ async def {name}({params}):
                         except _ac_BaseException_ as _ac_error_:
                             _ac_failed_(_ac_ctx_.host, _ac_flight_, _ac_error_)
                             raise
-                        # The table read before the load: if the actor restarted
-                        # meanwhile, loaded() finds the flight gone from the new one.
-                        if _ac_table_.flights.get(_ac_key_) is _ac_flight_:
-                            _ac_later_ = _ac_loaded_(_ac_ctx_.host, _ac_flight_, _ac_value_)
-                            if _ac_later_ is not None:
-                                await _ac_later_
-                            return _ac_value_
-                        # Overtaken by an invalidation: nothing to store, so no
-                        # message (ToolLoads.loaded, inlined).
-                        _ac_table_.counters.stale_discarded += 1
-                        _ac_flight_.value = _ac_value_  # Flight.resolve, inlined
-                        _ac_flight_.state = _ac_DONE_
-                        if _ac_flight_.gate is not None:
-                            _ac_flight_.gate.open()
+                        _ac_later_ = _ac_loaded_(_ac_ctx_.host, _ac_flight_, _ac_value_)
+                        if _ac_later_ is not None:
+                            await _ac_later_
                         return _ac_value_
                     if _ac_type_(_ac_reply_) is _ac_Entry_:
                         return _ac_reply_.value  # fresh to the actor after all

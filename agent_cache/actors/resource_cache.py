@@ -351,25 +351,28 @@ class ResourceCache(Actor):
         table = self.tables.get(spec.tool_id) or self._table(spec)
         key = msg.key
         if key in table.entries or key in table.flights:
-            return self._found(table, msg)
-        # The common miss first, in as few steps as it takes: every load pays it.
+            found = self._found(table, msg)
+            if found is not None:
+                return found
+        # Attach the asker's flight: it leads the load. Kept short, as every
+        # load pays it.
+        if spec.ttl is not None:  # entries of tools without one never expire
+            msg.started = self.clock()
         counters = self.counters
         if not msg.retry:
             counters.misses += 1
         counters.loads += 1
-        if spec.ttl is not None:  # entries of tools without one never expire
-            msg.started = self.clock()
         table.flights[key] = msg
         return msg
 
-    def _found(self, table: Table, msg: Flight) -> LookupReply:
-        """`on_lookup` of a key with an entry or a flight attached."""
+    def _found(self, table: Table, msg: Flight) -> LookupReply | None:
+        """The fresh entry or the running flight of ``msg.key`` (counted), or
+        None once an expired entry or a settled flight is dropped."""
         counters = self.counters
         key = msg.key
-        now = self.clock() if table.spec.ttl is not None else 0.0
         entry = table.entries.get(key)
         if entry is not None:
-            if now < entry.expires:
+            if table.spec.ttl is None or self.clock() < entry.expires:
                 if not msg.retry:
                     counters.hits += 1
                 table.entries.move_to_end(key)
@@ -377,21 +380,16 @@ class ResourceCache(Actor):
             del table.entries[key]
             counters.expirations += 1
         flight = table.flights.get(key)
-        if flight is not None and flight.state != RUNNING:
+        if flight is None:
+            return None
+        if flight.state != RUNNING:
             # Settled but still attached: its Complete/Fail/Abandon was lost
             # (an undo that found a full mailbox). Joining it would spin.
             del table.flights[key]
-            flight = None
-        if flight is not None:
-            if not msg.retry:
-                counters.coalesced += 1
-            return flight
+            return None
         if not msg.retry:
-            counters.misses += 1
-        counters.loads += 1
-        msg.started = now
-        table.flights[key] = msg
-        return msg
+            counters.coalesced += 1
+        return flight
 
     def _detach(self, flight: Flight) -> Table | None:
         """Remove ``flight`` from its table if attached; return the table if so."""

@@ -325,18 +325,7 @@ class ActorRef(Generic[A]):
         """
         cell = self._cell
         if not cell.busy and not cell.mailbox.pending and cell.stopped is None:
-            # ActorCell.invoke, inlined: a cache miss asks this once per load,
-            # and the extra call was a tenth of the miss path's interpreter work.
-            cell.busy = True
-            try:
-                reply = cell.actor.receive(request)
-            except BaseException as exc:
-                cell.busy = False
-                if isinstance(exc, Exception):
-                    cell._crashed(request, exc)
-                raise
-            cell.busy = False
-            return reply  # type: ignore[return-value]
+            return cell.invoke(request)  # type: ignore[return-value]
         if cell.stopped is not None:
             raise ActorStoppedError(cell.name, cell.stopped)
         raise anyio.WouldBlock
