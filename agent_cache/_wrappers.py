@@ -79,6 +79,17 @@ async def {name}({params}):
                         except _ac_BaseException_ as _ac_error_:
                             _ac_failed_(_ac_ctx_.host, _ac_flight_, _ac_error_)
                             raise
+                        _ac_table_ = _ac_ctx_.tables.get(_ac_tool_id_)
+                        if (
+                            _ac_table_ is not None
+                            and _ac_table_.flights.get(_ac_key_) is not _ac_flight_
+                        ):
+                            # Detached: an invalidation overtook the load. What
+                            # ToolLoads.loaded does first, inline: in a
+                            # write-heavy swarm most loads end here.
+                            _ac_table_.counters.stale_discarded += 1
+                            _ac_flight_.resolve(_ac_value_)
+                            return _ac_value_
                         _ac_later_ = _ac_loaded_(_ac_ctx_.host, _ac_flight_, _ac_value_)
                         if _ac_later_ is not None:
                             await _ac_later_
