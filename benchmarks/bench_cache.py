@@ -65,6 +65,7 @@ import anyio
 
 import agent_cache
 from agent_cache import AgentCache, AgentCacheInvalidator, get_metrics, reset_metrics
+from agent_cache.runtime._backend import current_backend
 
 BACKENDS = ("asyncio", "trio")
 HERE = Path(__file__).resolve().parent
@@ -108,7 +109,7 @@ FULL = Params(
     swarm_agents=500,
     swarm_calls=200,
     swarm_keys=5_000,
-    swarm_reps=5,
+    swarm_reps=9,
     cancel_callers=100,
 )
 QUICK = Params(
@@ -232,6 +233,83 @@ def make_cashews(loader: Read, writer: Write, maxsize: int | None) -> Cached:
     return Cached(read, write, cache.close)
 
 
+# -- the floor: the least a correct single-flight cache does -------------------
+
+
+class _Pending:
+    __slots__ = ("value", "waiters")
+
+    def __init__(self) -> None:
+        self.waiters: list[Any] = []
+
+
+def make_floor(loader: Read, writer: Write, maxsize: int | None) -> Cached:
+    """The least work a correct single-flight cache can do in the swarm.
+
+    A dict of values and a dict of running loads, both cleared after every
+    write; one wake-up future (asyncio) or parked task (trio) per waiter. No
+    metrics, TTL, LRU, actor, cancellation hand-over or per-runtime state: not
+    a usable cache, a yardstick. It shows how far ahead of the fastest peer
+    any correct cache can be, and what agent_cache's structure costs.
+    """
+    values: dict[int, Any] = {}
+    pending: dict[int, _Pending] = {}
+    if current_backend() == "trio":
+        import trio
+
+        async def wait(flight: _Pending) -> None:
+            task = trio.lowlevel.current_task()
+            flight.waiters.append(task)
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                flight.waiters.remove(task)
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+
+        def wake(flight: _Pending) -> None:
+            for task in flight.waiters:
+                trio.lowlevel.reschedule(task)
+
+    else:
+        import asyncio
+
+        async def wait(flight: _Pending) -> None:
+            future = asyncio.get_running_loop().create_future()
+            flight.waiters.append(future)
+            await future
+
+        def wake(flight: _Pending) -> None:
+            for future in flight.waiters:
+                if not future.done():
+                    future.set_result(None)
+
+    async def read(key: int) -> Any:
+        if key in values:
+            return values[key]
+        flight = pending.get(key)
+        if flight is not None:
+            await wait(flight)
+            return flight.value
+        flight = pending[key] = _Pending()
+        value = await loader(key)
+        if pending.get(key) is flight:  # no write finished meanwhile
+            del pending[key]
+            values[key] = value
+        flight.value = value
+        wake(flight)
+        return value
+
+    async def write(key: int) -> int:
+        try:
+            return await writer(key)
+        finally:
+            values.clear()
+            pending.clear()
+
+    return Cached(read, write)
+
+
 # Contenders left out of the swarm, with the reason shown in the table.
 SWARM_SKIPPED = {
     "aiocache cached_stampede": (
@@ -249,6 +327,9 @@ CONTENDERS: dict[str, MakeCache] = {
     "aiocache cached_stampede": make_aiocache_stampede,
     "cashews": make_cashews,
 }
+# Swarm only, and not a peer: the yardstick above.
+FLOOR = "floor (correct single flight, no features)"
+SWARM_ONLY: dict[str, MakeCache] = {FLOOR: make_floor}
 
 
 # -- failures ----------------------------------------------------------------
@@ -569,7 +650,7 @@ async def swarm_once(params: Params, plan: list[list[int]], name: str | None) ->
     if name is None:
         read, do_write, close = load, write, None
     else:
-        cached = CONTENDERS[name](load, write, None)
+        cached = {**CONTENDERS, **SWARM_ONLY}[name](load, write, None)
         read, do_write, close = cached.read, cached.write, cached.close
 
     async def agent(keys: list[int]) -> None:
@@ -754,7 +835,7 @@ def run_all(params: Params) -> Report:
             report.stampede[name, backend] = stampede
             report.fanout[name, backend] = fanout
     plan = swarm_plan(params)
-    names: list[str | None] = [None, *CONTENDERS]
+    names: list[str | None] = [None, *CONTENDERS, *SWARM_ONLY]
     for rep in range(params.swarm_reps):
         for backend in BACKENDS:
             # Rotate the order each rep so no contender always runs first.
@@ -892,6 +973,19 @@ def swarm_ok(result: SwarmResult | None) -> bool:
     return result is not None and result.failed is None and bool(result.seconds)
 
 
+def paired(report: Report, other: str, backend: str) -> list[float]:
+    """Per swarm round, ``other``'s time over agent_cache's in that round,
+    sorted (above 1: agent_cache was faster). Pairing by round cancels most of
+    the drift of a shared machine, which moves both runs of a round alike."""
+    mine = report.swarm.get(("agent_cache", backend))
+    theirs = report.swarm.get((other, backend))
+    if mine is None or theirs is None or not swarm_ok(mine) or not swarm_ok(theirs):
+        return []
+    if len(mine.seconds) != len(theirs.seconds):  # one of them failed mid-way
+        return []
+    return sorted(t / m for m, t in zip(mine.seconds, theirs.seconds, strict=True))
+
+
 def swarm_cells(report: Report, label: str, backend: str, notes: Notes) -> tuple[str, str]:
     result = report.swarm.get((label, backend))
     if result is None or not swarm_ok(result):
@@ -948,8 +1042,12 @@ def render(report: Report, params: Params, argv: list[str]) -> str:
         f"{WRITE_EVERY}th call of an agent is a write (1 ms, then bumps that key's version) "
         "and clears the whole resource (agent_cache: `AgentCacheInvalidator`; peers: their "
         "clear API after the write). Caches unbounded. Median of "
-        f"{params.swarm_reps} swarms, each in a fresh event loop. A stale read started after "
-        "a write of its key had returned and got an older version (summed over all swarms).",
+        f"{params.swarm_reps} rounds of every swarm, each in a fresh event loop, the order "
+        "rotating; agent_cache is also compared with each other swarm round by round. "
+        f"`{FLOOR}` is a yardstick, not a peer: a dict of values and one of running loads, "
+        "both cleared after each write, nothing else (see `make_floor`). A stale read "
+        "started after a write of its key had returned and got an older version (summed "
+        "over all swarms).",
         f"- leader cancelled: {params.cancel_callers} callers of one cold key (50 ms load), "
         f"the caller running the load cancelled mid-load: how many of the other {others} "
         "got the value (others: got CancelledError, got an error, or still waiting after "
@@ -993,7 +1091,7 @@ def render(report: Report, params: Params, argv: list[str]) -> str:
     ]
     for backend in BACKENDS:
         base = report.swarm.get(("no cache", backend))
-        for label in ["no cache", *CONTENDERS]:
+        for label in ["no cache", *CONTENDERS, *SWARM_ONLY]:
             result = report.swarm.get((label, backend))
             if result is None or not swarm_ok(result):
                 continue
@@ -1007,6 +1105,23 @@ def render(report: Report, params: Params, argv: list[str]) -> str:
                 f"| {rate:,.0f} | {versus} | {loads:,.0f} | {1 - loads / reads:.0%} "
                 f"| {result.stale:,} |"
             )
+    lines += [
+        "",
+        "agent_cache against each other swarm, paired by round: the other's time over "
+        "agent_cache's in the same round (above 1: agent_cache was faster).",
+        "",
+        "| other | backend | median | lowest - highest | rounds agent_cache was faster |",
+        "|---|---|---|---|---|",
+    ]
+    for backend in BACKENDS:
+        for label in ["no cache", *CONTENDERS, *SWARM_ONLY]:
+            ratios = paired(report, label, backend) if label != "agent_cache" else []
+            if ratios:
+                faster = sum(r > 1 for r in ratios)
+                lines.append(
+                    f"| {label} | {backend} | {statistics.median(ratios):.3f} "
+                    f"| {ratios[0]:.3f} - {ratios[-1]:.3f} | {faster}/{len(ratios)} |"
+                )
     for backend in BACKENDS:
         mine = report.swarm.get(("agent_cache", backend))
         if mine is None or not swarm_ok(mine) or not mine.metrics:
@@ -1052,15 +1167,13 @@ def targets(report: Report, params: Params) -> list[str]:
         mine = report.swarm.get((name, backend))
         if mine and mine.failed is None and mine.seconds:
             rate = _swarm_rate(mine)
-            beaten = [
-                peer
+            # Ahead of a peer: faster in the median round, paired (see `paired`).
+            ahead = {
+                peer: statistics.median(ratios)
                 for peer in CONTENDERS
-                if peer != name
-                and (r := report.swarm.get((peer, backend))) is not None
-                and r.failed is None
-                and r.seconds
-                and _swarm_rate(r) >= rate
-            ]
+                if peer != name and (ratios := paired(report, peer, backend))
+            }
+            beaten = [f"{peer} ({r:.3f})" for peer, r in ahead.items() if r <= 1]
             ok = "PASS" if not beaten and mine.stale == 0 else "MISS"
             detail = (
                 f"not ahead of: {', '.join(beaten)}" if beaten else "ahead of every peer that ran"
@@ -1068,7 +1181,7 @@ def targets(report: Report, params: Params) -> list[str]:
             base = report.swarm.get(("no cache", backend))
             versus = f"{rate / _swarm_rate(base):.2f}x no cache; " if swarm_ok(base) else ""  # type: ignore[arg-type]
             out.append(
-                f"{ok}: swarm ahead of every peer, 0 stale reads on {backend}: "
+                f"{ok}: swarm ahead of every peer (paired median), 0 stale reads on {backend}: "
                 f"{versus}{detail}; {mine.stale} stale"
             )
         cancel = report.cancel.get((name, backend))

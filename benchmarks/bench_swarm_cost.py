@@ -20,11 +20,9 @@ process that builds the same plan and runs no swarm.
 
 Contenders: no cache, agent_cache, the peers that run on the backend and are
 fast enough to run under callgrind (aiocache and cashews take minutes), and
-``reference``: the least work a correct single-flight cache can do here -- a
-dict of values and a dict of running loads, cleared (both) after every write,
-one wake-up future (asyncio) or parked task (trio) per waiter; no metrics, no
-TTL, no LRU, no actor, no per-runtime state. The gap between it and
-agent_cache is what agent_cache's guarantees and structure cost.
+the floor (``bench_cache.make_floor``): the least work a correct single-flight
+cache can do here. The gap between it and agent_cache is what agent_cache's
+guarantees and structure cost.
 """
 
 from __future__ import annotations
@@ -45,8 +43,6 @@ from typing import Any
 
 import anyio
 
-from agent_cache.runtime._backend import current_backend
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cache as bc
 
@@ -54,80 +50,11 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "swarm_cost.md"
 BACKENDS = ("asyncio", "trio")
 CONTENDERS = {
-    "asyncio": ["no cache", "reference", "agent_cache", "asyncstdlib lru_cache", "async-lru"],
-    "trio": ["no cache", "reference", "agent_cache", "asyncstdlib lru_cache"],
+    "asyncio": ["no cache", bc.FLOOR, "agent_cache", "asyncstdlib lru_cache", "async-lru"],
+    "trio": ["no cache", bc.FLOOR, "agent_cache", "asyncstdlib lru_cache"],
 }
 FULL = (500, 40)  # agents, calls each: 20,000 calls, every 20th a write
 QUICK = (200, 20)
-
-
-# -- the reference: the least a correct single-flight cache does ---------------
-
-
-class _Pending:
-    __slots__ = ("value", "waiters")
-
-    def __init__(self) -> None:
-        self.waiters: list[Any] = []
-
-
-def make_reference(loader: bc.Read, writer: bc.Write, maxsize: int | None) -> bc.Cached:
-    """One backend's minimal single-flight cache, invalidated after each write."""
-    values: dict[int, Any] = {}
-    pending: dict[int, _Pending] = {}
-    if current_backend() == "trio":
-        import trio
-
-        async def wait(flight: _Pending) -> None:
-            task = trio.lowlevel.current_task()
-            flight.waiters.append(task)
-
-            def abort(_: object) -> trio.lowlevel.Abort:
-                flight.waiters.remove(task)
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
-
-        def wake(flight: _Pending) -> None:
-            for task in flight.waiters:
-                trio.lowlevel.reschedule(task)
-
-    else:
-
-        async def wait(flight: _Pending) -> None:
-            future = asyncio.get_running_loop().create_future()
-            flight.waiters.append(future)
-            await future
-
-        def wake(flight: _Pending) -> None:
-            for future in flight.waiters:
-                if not future.done():
-                    future.set_result(None)
-
-    async def read(key: int) -> Any:
-        if key in values:
-            return values[key]
-        flight = pending.get(key)
-        if flight is not None:
-            await wait(flight)
-            return flight.value
-        flight = pending[key] = _Pending()
-        value = await loader(key)
-        if pending.get(key) is flight:  # no write finished meanwhile
-            del pending[key]
-            values[key] = value
-        flight.value = value
-        wake(flight)
-        return value
-
-    async def write(key: int) -> int:
-        try:
-            return await writer(key)
-        finally:
-            values.clear()
-            pending.clear()
-
-    return bc.Cached(read, write)
 
 
 # -- virtual time ---------------------------------------------------------------
@@ -259,7 +186,6 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
         backend, name, agents, calls = argv[1:5]
-        bc.CONTENDERS["reference"] = make_reference
         child(backend, name, int(agents), int(calls))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
