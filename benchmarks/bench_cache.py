@@ -4,7 +4,7 @@ Run alone (never collected by pytest: the name is bench_*, and pytest's
 testpaths is tests/):
 
     pip install -e '.[bench]'
-    python benchmarks/bench_cache.py           # ~5-6 min, writes benchmarks/results/cache.md
+    python benchmarks/bench_cache.py           # ~8 min, writes benchmarks/results/cache.md
     python benchmarks/bench_cache.py --quick   # smoke run, a few seconds, writes nothing
 
 The package is installed editable and others edit the tree: to measure one
@@ -28,7 +28,9 @@ contenders, as httpcore's tests/benchmark/client.py does):
    (agent_cache: `AgentCacheInvalidator`; peers: their clear API after the write);
    throughput against the no-cache swarm on the same backend, and stale reads:
    reads that started after a write of their key had returned but returned an
-   older version.
+   older version. agent_cache is also paired with every other swarm round by
+   round (the target is judged on those medians), and ``make_floor``, a correct
+   single flight with no features, runs as a yardstick.
 5. leader cancellation: 100 callers of one cold key; the first caller (the one
    running the load) is cancelled mid-load: how many of the other 99 get the
    value, get an error, or are still waiting after a timeout (stranded).
