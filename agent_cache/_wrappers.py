@@ -15,11 +15,13 @@ runtime it does the hit itself: find the tool's published table, check the
 entry (and its expiry, only if the tool has a TTL), count it and return. It
 also leads the common miss itself -- no entry and no running load: ask the
 actor for a new `Flight`, await the tool with the very arguments it got, and
-report back (`ToolLoads.loaded`, `ToolLoads.failed`) -- because every
-coroutine layer and every repacking of the arguments shows on a miss, and in a
-swarm most calls are misses. A call that finds the key loading joins the load
-right there. Everything else -- no runtime yet, an unhashable argument, a busy
-actor -- goes to ``slow(ctx, key, args, kwargs)``.
+report back (`ToolLoads.loaded`, `ToolLoads.failed`; a load that an
+invalidation detached meanwhile, as most loads of a write-heavy swarm are, it
+settles without a call) -- because every coroutine layer and every repacking
+of the arguments shows on a miss, and in a swarm most calls are misses. A
+call that finds the key loading joins the load right there. Everything else --
+no runtime yet, an unhashable argument, a busy actor -- goes to
+``slow(ctx, key, args, kwargs)``.
 """
 
 from __future__ import annotations
