@@ -19,8 +19,9 @@ report back (`ToolLoads.loaded`, `ToolLoads.failed`; a load that an
 invalidation detached meanwhile, as most loads of a write-heavy swarm are, it
 settles without a call) -- because every coroutine layer and every repacking
 of the arguments shows on a miss, and in a swarm most calls are misses. A
-call that finds the key loading joins the load right there. Everything else --
-no runtime yet, an unhashable argument, a busy actor -- goes to
+call that finds the key loading joins the load right there; a task's first
+call finds (or starts) the runtime and goes on the same way. Everything else
+-- an unhashable argument, a busy actor, a closed runtime -- goes to
 ``slow(ctx, key, args, kwargs)``.
 """
 
@@ -34,7 +35,7 @@ from anyio import WouldBlock
 
 from ._keys import KeyMaker
 from ._loading import rejoin
-from ._runtime import Runtime, _current
+from ._runtime import Runtime, _current, current_runtime
 from ._session import AgentCacheSession, SessionCall
 from ._tools import ToolDef
 from .actors.resource_cache import DONE, RUNNING, Entry, Flight
@@ -48,21 +49,24 @@ _FAST = """\
 async def {name}({params}):
     _ac_key_ = {key}
     _ac_ctx_ = _ac_get_ctx_()
-    if _ac_type_(_ac_ctx_) is _ac_Runtime_:
-        # A closed runtime has no tables: its calls take the slow path.
-        _ac_table_ = _ac_ctx_.tables.get(_ac_tool_id_)
-        if _ac_table_ is not None:
-            try:
-                _ac_entry_ = _ac_table_.entries.get(_ac_key_)
-            except _ac_TypeError_:  # an unhashable argument: the slow path freezes it
-                _ac_table_ = None
-            else:
-                if _ac_entry_ is not None{ttl_check}:
-                    _ac_table_.reads.append(_ac_key_)
-                    _ac_table_.counters.hits += 1
-                    return _ac_entry_.value
-        if _ac_table_ is not None:
+    if _ac_type_(_ac_ctx_) is not _ac_Runtime_:
+        if _ac_type_(_ac_ctx_) is _ac_Session_:
+            return await _ac_in_session_(_ac_ctx_, _ac_key_, {call_args}, {call_kwargs})
+        if _ac_ctx_ is not None:
+            return await _ac_slow_(_ac_ctx_, _ac_key_, {call_args}, {call_kwargs})
+        # This task's first call: find (or make) the runtime, and go on inline.
+        _ac_ctx_ = _ac_current_runtime_()
+    # A closed runtime has no tables: its calls take the slow path.
+    _ac_table_ = _ac_ctx_.tables.get(_ac_tool_id_)
+    if _ac_table_ is not None:
+        try:
+            if _ac_key_ in _ac_table_.entries:
+                _ac_entry_ = _ac_table_.entries[_ac_key_]
+{hit}
             _ac_flight_ = _ac_table_.flights.get(_ac_key_)
+        except _ac_TypeError_:  # an unhashable argument: the slow path freezes it
+            pass
+        else:
             if _ac_flight_ is None:
                 # Nobody loads it: have the actor start a load, and lead it.
                 _ac_ref_ = _ac_ctx_.refs.get(_ac_resource_)
@@ -81,16 +85,17 @@ async def {name}({params}):
                         except _ac_BaseException_ as _ac_error_:
                             _ac_failed_(_ac_ctx_.host, _ac_flight_, _ac_error_)
                             raise
-                        _ac_table_ = _ac_ctx_.tables.get(_ac_tool_id_)
-                        if (
-                            _ac_table_ is not None
-                            and _ac_table_.flights.get(_ac_key_) is not _ac_flight_
-                        ):
-                            # Detached: an invalidation overtook the load. What
-                            # ToolLoads.loaded does first, inline: in a
-                            # write-heavy swarm most loads end here.
+                        # The table the flight was attached to: if the actor
+                        # restarted meanwhile, ToolLoads.loaded looks again.
+                        if _ac_table_.flights.get(_ac_key_) is not _ac_flight_:
+                            # Detached: an invalidation overtook the load.
+                            # Flight.resolve, inline: in a write-heavy swarm
+                            # most loads end here.
                             _ac_table_.counters.stale_discarded += 1
-                            _ac_flight_.resolve(_ac_value_)
+                            _ac_flight_.value = _ac_value_
+                            _ac_flight_.state = _ac_DONE_
+                            if _ac_flight_.gate is not None:
+                                _ac_flight_.gate.open()
                             return _ac_value_
                         _ac_later_ = _ac_loaded_(_ac_ctx_.host, _ac_flight_, _ac_value_)
                         if _ac_later_ is not None:
@@ -110,8 +115,6 @@ async def {name}({params}):
                 return await _ac_rejoin_(
                     _ac_ctx_.host, _ac_flight_, _ac_key_, {call_args}, {call_kwargs}
                 )
-    elif _ac_type_(_ac_ctx_) is _ac_Session_:
-        return await _ac_in_session_(_ac_ctx_, _ac_key_, {call_args}, {call_kwargs})
     return await _ac_slow_(_ac_ctx_, _ac_key_, {call_args}, {call_kwargs})
 """
 
@@ -124,7 +127,16 @@ async def {name}({params}):
     return await _ac_slow_(_ac_ctx_, None, {call_args}, {call_kwargs})
 """
 
-_TTL_CHECK = " and _ac_ctx_.clock() < _ac_entry_.expires"
+# The hit, inside the wrapper's ``if key in entries:``; with a TTL, only if fresh.
+_HIT = """\
+                _ac_table_.reads.append(_ac_key_)
+                _ac_table_.counters.hits += 1
+                return _ac_entry_.value"""
+_HIT_TTL = """\
+                if _ac_ctx_.clock() < _ac_entry_.expires:
+                    _ac_table_.reads.append(_ac_key_)
+                    _ac_table_.counters.hits += 1
+                    return _ac_entry_.value"""
 
 
 def compile_wrapper(
@@ -154,12 +166,13 @@ def compile_wrapper(
         call_args=code.call_args,
         call_kwargs=code.call_kwargs,
         call=code.call,
-        ttl_check=_TTL_CHECK if tool.spec.ttl is not None else "",
+        hit=_HIT_TTL if tool.spec.ttl is not None else _HIT,
     )
     namespace: dict[str, Any] = dict(code.namespace)
     namespace.update(
         _ac_get_ctx_=_current.get,
         _ac_Runtime_=Runtime,
+        _ac_current_runtime_=current_runtime,
         _ac_Session_=AgentCacheSession,
         _ac_tool_id_=tool.spec.tool_id,
         _ac_slow_=slow,

@@ -1010,6 +1010,39 @@ def test_tools_work_with_no_setup(backend: str) -> None:
     assert len(seen) == 4
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_tasks_first_call_with_no_setup_is_a_hit_when_stored(backend: str) -> None:
+    # A task started before any call has no runtime in its context: its first
+    # call finds the implicit one and is served there like any other call.
+    seen = Counter()
+
+    @AgentCache(resource="first_call")
+    async def tool(x: int) -> int:
+        seen.calls.append((x,))
+        return x
+
+    async def main() -> None:
+        stored = anyio.Event()
+        got: list[int] = []
+
+        async def later() -> None:
+            await stored.wait()
+            got.append(await tool(1))
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(later)  # before main's first call: no runtime in its context
+                await tool(1)
+                stored.set()
+        assert got == [1]
+
+    before = get_metrics("first_call")
+    anyio.run(main, backend=backend)
+    after = get_metrics("first_call")
+    assert len(seen) == 1
+    assert (after["hits"] - before["hits"], after["misses"] - before["misses"]) == (1, 1)
+
+
 async def test_a_closed_runtime_is_reported() -> None:
     from agent_cache import RuntimeClosedError
 
