@@ -10,11 +10,11 @@ Two shapes of the same protocol:
 * the compiled wrapper (``_wrappers.py``) inlines the common misses of a
   runtime's caches -- join the key's running load, or ask the actor to start
   one and lead it around its own ``await tool(...)``, reporting with
-  `ToolLoads.loaded` (it settles a load that an invalidation detached
-  meanwhile itself) and `ToolLoads.failed` -- with no coroutine layer and no argument
-  packing on the way to the tool;
-* `load_through` serves the others: in a session, on a first call, with an
-  argument to freeze, or when the actor is busy.
+  `ToolLoads.loaded` and `ToolLoads.failed` (a load that an invalidation
+  detached meanwhile it settles itself) -- with no coroutine layer and no
+  argument packing on the way to the tool;
+* `load_through` serves the others: in a session, on a tool's first call in a
+  runtime, with an argument to freeze, or when the actor is busy.
 
 Messages per miss: the `Flight` itself, asked of the actor to start the load,
 and a `Complete` only if the load is still attached when it returns. A caller
