@@ -88,14 +88,11 @@ async def {name}({params}):
                         # The table the flight was attached to: if the actor
                         # restarted meanwhile, ToolLoads.loaded looks again.
                         if _ac_table_.flights.get(_ac_key_) is not _ac_flight_:
-                            # Detached: an invalidation overtook the load.
-                            # Flight.resolve, inline: in a write-heavy swarm
-                            # most loads end here.
+                            # Detached: an invalidation overtook the load. What
+                            # ToolLoads.loaded does first, inline: in a
+                            # write-heavy swarm most loads end here.
                             _ac_table_.counters.stale_discarded += 1
-                            _ac_flight_.value = _ac_value_
-                            _ac_flight_.state = _ac_DONE_
-                            if _ac_flight_.gate is not None:
-                                _ac_flight_.gate.open()
+                            _ac_flight_.resolve(_ac_value_)
                             return _ac_value_
                         _ac_later_ = _ac_loaded_(_ac_ctx_.host, _ac_flight_, _ac_value_)
                         if _ac_later_ is not None:
